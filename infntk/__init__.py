@@ -1,0 +1,24 @@
+"""infntk: analytic infinite-width NNGP/NTK kernels.
+
+Write a network once as an expression in a small layer algebra and get from it the finite network
+(``init``/``apply``), its exact infinite-width NNGP and NTK kernels (``kernel``), the same
+recursions symbolically, exact infinite-width predictions, and convergence studies of the finite
+network towards the limit.
+
+    >>> import jax.numpy as jnp, infntk as nk
+    >>> model = nk.Dense(512, W_std=1.5, b_std=0.05) >> nk.Relu() >> nk.Dense(1, W_std=1.5, b_std=0.05)
+    >>> model.kernel(jnp.ones((4, 3)), get=("nngp", "ntk")).ntk.shape
+    (4, 4)
+"""
+from .errors import InfntkError
+from .kernel import Kernel
+from .layers import (ABRelu, Abs, Activation, AvgPool, Concat, Conv, Cos, Dense, Elementwise, Erf,
+                     Exp, FanInConcat, FanInSum, FanOut, Flatten, Gaussian, Gelu, GlobalAvgPool,
+                     Hermite, Identity, Layer, LayerNorm, LeakyRelu, Monomial, Parallel,
+                     Polynomial, RectifiedMonomial, Rbf, Relu, Serial, Sign, Sin, Sum, parallel,
+                     serial)
+from . import stax
+
+# -- modules owned by other parts of the library (one line each) --------------------------------
+
+__version__ = "0.1.0"

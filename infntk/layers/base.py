@@ -1,0 +1,238 @@
+r"""The layer protocol: one immutable object, four faces of the same mathematics.
+
+Every layer is a frozen dataclass with
+
+* ``output_shape(input_shape)`` -- the finite network's output shape; validates the input and
+  raises :class:`~infntk.errors.InfntkError` naming the layer when it cannot follow its input;
+* ``init(key, input_shape) -> (output_shape, params)`` and ``apply(params, x)`` -- the finite
+  network at the widths the layer was given;
+* ``kernel_map(k) -> k`` -- the infinite-width map on the :class:`~infntk.kernel.Kernel` state;
+* ``needs_full(out_full) -> bool`` -- whether the layer needs the full spatial covariance of its
+  input, given whether its consumers need it of its output. The composed model asks this once,
+  from the readout backwards, and every layer then sees the cheapest layout that is still exact.
+
+``a >> b`` composes in series, ``a + b`` sums two branches fed the same input, ``a | b``
+concatenates two branches along channels.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import infntk as nk
+    >>> model = nk.Dense(8) >> nk.Relu() >> nk.Dense(1)
+    >>> x = jnp.ones((3, 5))
+    >>> model.kernel(x, get="ntk").shape
+    (3, 3)
+    >>> model.init(jax.random.PRNGKey(0), x.shape)[0]
+    (3, 1)
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import InfntkError
+from ..kernel import Kernel
+
+Shape = tuple
+Get = Union[None, str, Sequence[str]]
+_GET_NAMES = ("nngp", "ntk", "cov1", "cov2")
+
+
+def _namedtuple(fields: tuple):
+    return collections.namedtuple("Kernels", fields)
+
+
+_KERNELS_TYPES: dict = {}
+
+
+def _is_concrete(x) -> bool:
+    try:
+        np.asarray(x)
+        return True
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+
+
+class Layer:
+    """Base class of every infntk layer (see the module docstring)."""
+
+    # -- to be provided by layers ---------------------------------------------------------------
+    def output_shape(self, input_shape: Shape) -> Shape:
+        raise NotImplementedError
+
+    def init(self, key, input_shape: Shape):
+        """Finite-width parameters: ``(output_shape, params)``."""
+        return self.output_shape(tuple(input_shape)), ()
+
+    def apply(self, params, x, **kwargs):
+        raise NotImplementedError
+
+    def kernel_map(self, k: Kernel) -> Kernel:
+        raise NotImplementedError
+
+    def needs_full(self, out_full: bool) -> bool:
+        return out_full
+
+    # -- naming ---------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """Short human name used in error messages, e.g. ``Conv(8, (3, 3))``."""
+        return repr(self)
+
+    def error(self, message: str) -> InfntkError:
+        return InfntkError(f"{self.label}: {message}")
+
+    # -- algebra --------------------------------------------------------------------------------
+    def __rshift__(self, other: "Layer") -> "Layer":
+        from .branching import Serial
+        return Serial.of(self, _as_layer(other, ">>"))
+
+    def __add__(self, other: "Layer") -> "Layer":
+        from .branching import Sum
+        return Sum.of(self, _as_layer(other, "+"))
+
+    def __or__(self, other: "Layer") -> "Layer":
+        from .branching import Concat
+        return Concat.of(self, _as_layer(other, "|"))
+
+    # -- the infinite-width kernel --------------------------------------------------------------
+    def input_kernel(self, x1, x2=None, get: Get = ("nngp", "ntk")) -> Kernel:
+        """The kernel state of the raw inputs, in the layout this model needs."""
+        x1, x2 = self._check_inputs(x1, x2)
+        self.output_shape(tuple(x1.shape))           # validates the whole architecture
+        if x2 is not None:
+            self.output_shape(tuple(x2.shape))
+        spatial = x1.ndim > 2
+        full = spatial and self.needs_full(spatial_output(self, x1.shape))
+        names = _get_names(get)
+        return Kernel.from_inputs(x1, x2, diagonal_spatial=not full,
+                                  compute_ntk="ntk" in names or get is None)
+
+    def kernel(self, x1, x2=None, get: Get = None):
+        r"""Exact infinite-width kernels between ``x1`` and ``x2`` (``None``: ``x2 = x1``).
+
+        ``get`` is ``'nngp'`` or ``'ntk'`` (returns the array), a tuple of names (returns a
+        named tuple with those fields), or ``None`` (returns the full :class:`Kernel` state).
+        Jit with ``jax.jit(model.kernel, static_argnames='get')``.
+        """
+        k = self.kernel_map(self.input_kernel(x1, x2, get))
+        return _select(k, get)
+
+    def _check_inputs(self, x1, x2):
+        xs = []
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is None:
+                xs.append(None)
+                continue
+            if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+                x = jnp.asarray(x)
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                x = jnp.asarray(x, dtype=jnp.result_type(float))
+            if x.ndim < 2:
+                raise InfntkError(
+                    f"{self.label}: {name} must have a batch axis and a feature axis, "
+                    f"got shape {tuple(x.shape)}.")
+            if _is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+                bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+                raise InfntkError(f"{self.label}: {name} contains {bad} NaN or infinite value(s).")
+            xs.append(x)
+        x1, x2 = xs
+        if x2 is not None:
+            if x1.shape[1:] != x2.shape[1:]:
+                raise InfntkError(
+                    f"{self.label}: x1 and x2 must agree in every axis but the batch axis; "
+                    f"got x1 {tuple(x1.shape)} and x2 {tuple(x2.shape)} (feature-size mismatch).")
+            if x1.dtype != x2.dtype:
+                dt = jnp.promote_types(x1.dtype, x2.dtype)
+                x1, x2 = x1.astype(dt), x2.astype(dt)
+        return x1, x2
+
+
+def spatial_output(layer: Layer, input_shape: Shape) -> bool:
+    """Whether the model's output still has spatial axes (then its full covariance is returned)."""
+    out = layer.output_shape(tuple(input_shape))
+    if isinstance(out, list):
+        return any(len(o) > 2 for o in out)
+    return len(out) > 2
+
+
+def _get_names(get: Get) -> tuple:
+    if get is None:
+        return ("nngp", "ntk")
+    names = (get,) if isinstance(get, str) else tuple(get)
+    for n in names:
+        if n not in _GET_NAMES:
+            raise InfntkError(f"kernel: unknown get={n!r}; expected some of {_GET_NAMES}.")
+    return names
+
+
+def _select(k, get: Get):
+    if isinstance(k, list):
+        return [_select(ki, get) for ki in k]
+    if get is None:
+        return k
+    if isinstance(get, str):
+        return getattr(k, get)
+    names = tuple(get)
+    if names not in _KERNELS_TYPES:
+        _KERNELS_TYPES[names] = _namedtuple(names)
+    return _KERNELS_TYPES[names](*(getattr(k, n) for n in names))
+
+
+def _as_layer(other: Any, op: str) -> Layer:
+    if not isinstance(other, Layer):
+        raise InfntkError(f"cannot combine a layer with {type(other).__name__!r} by {op!r}: "
+                          "both sides must be infntk layers.")
+    return other
+
+
+def check_std(value, name: str, where: str, allow_none: bool = False):
+    """Validate a standard deviation hyperparameter (finite, non-negative)."""
+    if value is None:
+        if allow_none:
+            return None
+        raise InfntkError(f"{where}: {name} must be a number, got None.")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InfntkError(f"{where}: {name} must be a number, got {value!r}.") from None
+    if not np.isfinite(v) or v < 0:
+        raise InfntkError(f"{where}: {name} must be finite and non-negative, got {value!r}.")
+    return v
+
+
+def check_positive_int(value, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InfntkError(f"{where}: {name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_int_tuple(value, name: str, where: str, length: Optional[int] = None) -> tuple:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        out = tuple(check_positive_int(v, name, where) for v in value)
+    except TypeError:
+        raise InfntkError(f"{where}: {name} must be a tuple of positive integers, got {value!r}.") from None
+    if not out:
+        raise InfntkError(f"{where}: {name} must not be empty.")
+    if length is not None and len(out) != length:
+        raise InfntkError(f"{where}: {name} must have {length} entries, got {value!r}.")
+    return out
+
+
+def gaussian_required(layer: Layer, k: Kernel) -> None:
+    """Raise when a layer whose closed form needs Gaussian input gets something else."""
+    if not k.is_gaussian:
+        raise layer.error("its input is not Gaussian here (it follows a nonlinearity that no "
+                          "linear layer has re-Gaussianised), and no closed form is known for "
+                          "this combination.")
+
+
+def frozen(cls):
+    """Decorator: a frozen, hashable dataclass with value equality (for layers)."""
+    return dataclasses.dataclass(frozen=True, eq=True, repr=True)(cls)

@@ -1,0 +1,149 @@
+r"""Convolution in 1, 2 or 3 spatial dimensions, channels last (NWC, NHWC, NDHWC).
+
+A filter ``F`` of ``|F|`` offsets over ``n`` input channels, stride ``s``; the NTK parameterization
+scales the weights by :math:`\sigma_w/\sqrt{n|F|}`. Weights are shared over positions and independent
+over offsets, so the covariance maps as
+
+.. math::
+    K'_{p p'} = \sigma_w^2\, \mathcal{A}[K]_{p p'} + \sigma_b^2,\qquad
+    \mathcal A[K]_{p p'} = \frac{1}{|F|}\sum_{d\in F} K_{s p + d,\, s p' + d},
+
+with zero (``SAME``) or periodic (``CIRCULAR``) padding of ``K``, and
+:math:`\Theta' = K' + \sigma_w^2 \mathcal A[\Theta]` (NTK parameterization) or
+:math:`\Theta' = n|F|\,\mathcal A[K] + \sigma_w^2 \mathcal A[\Theta] + [b]` (standard), as in
+neural-tangents 0.6.5 (Novak et al. 2019; Arora et al. 2019). On the diagonal layout the map is an
+ordinary box-filter convolution of the per-position variances.
+
+Example:
+    >>> import jax.numpy as jnp, infntk as nk
+    >>> x = jnp.ones((2, 5, 5, 3))
+    >>> (nk.Conv(8, (3, 3), padding="SAME") >> nk.Flatten()).kernel(x, get="nngp").shape
+    (2, 2)
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ..kernel import Kernel
+from . import spatial
+from .base import Layer, check_int_tuple, check_positive_int, check_std, frozen
+from .dense import check_parameterization
+
+_SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+@frozen
+class Conv(Layer):
+    """Convolution with ``out_chan`` output channels (see the module docstring)."""
+
+    is_linear = True
+    out_chan: int
+    filter_shape: Sequence[int]
+    strides: Optional[Sequence[int]] = None
+    padding: str = "VALID"
+    W_std: float = 1.0
+    b_std: Optional[float] = None
+    parameterization: str = "ntk"
+
+    def __post_init__(self):
+        where = f"Conv({self.out_chan!r}, {self.filter_shape!r})"
+        object.__setattr__(self, "out_chan", check_positive_int(self.out_chan, "out_chan", where))
+        fs = check_int_tuple(self.filter_shape, "filter_shape", where)
+        if len(fs) > 3:
+            raise self.error(f"supports 1, 2 or 3 spatial dimensions, got filter_shape {self.filter_shape!r}.")
+        object.__setattr__(self, "filter_shape", fs)
+        st = (1,) * len(fs) if self.strides is None else check_int_tuple(self.strides, "strides", where, len(fs))
+        object.__setattr__(self, "strides", st)
+        object.__setattr__(self, "padding", spatial.check_padding(self.padding, where))
+        object.__setattr__(self, "W_std", check_std(self.W_std, "W_std", where))
+        object.__setattr__(self, "b_std", check_std(self.b_std, "b_std", where, allow_none=True))
+        object.__setattr__(self, "parameterization", check_parameterization(self.parameterization, where))
+
+    @property
+    def label(self) -> str:
+        return f"Conv({self.out_chan}, {self.filter_shape}, padding={self.padding!r})"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.filter_shape)
+
+    def output_shape(self, input_shape):
+        d = self.ndim
+        if len(input_shape) != d + 2:
+            raise self.error(
+                f"expects inputs of shape (batch, {d} spatial axes, channels), i.e. {d + 2} axes, "
+                f"got shape {tuple(input_shape)}"
+                + (" without spatial axes" if len(input_shape) == 2 else "") + ".")
+        sp = input_shape[1:-1]
+        out = []
+        for n, f, s in zip(sp, self.filter_shape, self.strides):
+            if self.padding == "VALID" and f > n:
+                raise self.error(f"filter {self.filter_shape} is larger than the input's spatial "
+                                 f"shape {tuple(sp)} with VALID padding.")
+            out.append(spatial.output_size(n, f, s, self.padding))
+        return (input_shape[0], *out, self.out_chan)
+
+    def fan_in(self, input_shape) -> int:
+        return input_shape[-1] * math.prod(self.filter_shape)
+
+    def init(self, key, input_shape):
+        out = self.output_shape(tuple(input_shape))
+        k1, k2 = jax.random.split(key)
+        W = jax.random.normal(k1, (*self.filter_shape, input_shape[-1], self.out_chan))
+        b = None if self.b_std is None else jax.random.normal(k2, (1,) * (self.ndim + 1) + (self.out_chan,))
+        if self.parameterization == "standard":
+            W = W * (self.W_std / self.fan_in(input_shape) ** 0.5)
+            b = None if b is None else b * self.b_std
+        return out, (W, b)
+
+    def apply(self, params, x, **kwargs):
+        W, b = params
+        self.output_shape(tuple(x.shape))
+        padding = self.padding
+        if padding == "CIRCULAR":
+            for i, (n, f, s) in enumerate(zip(x.shape[1:-1], self.filter_shape, self.strides)):
+                lo, hi = spatial.same_pads(n, f, s)
+                x = spatial.pad_axes(x, (1 + i,), lo, hi, "CIRCULAR")
+            padding = "VALID"
+        y = jax.lax.conv_general_dilated(x, W.astype(x.dtype), self.strides, padding,
+                                         dimension_numbers=_SPECS[self.ndim],
+                                         precision=jax.lax.Precision.HIGHEST)
+        if self.parameterization == "ntk":
+            y = y * (self.W_std / self.fan_in(x.shape) ** 0.5)
+            if b is not None:
+                y = y + self.b_std * b.astype(x.dtype)
+        elif b is not None:
+            y = y + b.astype(x.dtype)
+        return y
+
+    def kernel_map(self, k: Kernel) -> Kernel:
+        if k.spatial_ndim != self.ndim:
+            raise self.error(f"expects {self.ndim} spatial axes, got input shape {k.shape1}.")
+        w2 = self.W_std ** 2
+        b2 = 0.0 if self.b_std is None else self.b_std ** 2
+        diag = k.diagonal_spatial
+
+        def unscaled(a, batch_ndim, sp):
+            return spatial.conv_covariance(a, self.filter_shape, self.strides, self.padding,
+                                           batch_ndim, diag, sp)
+
+        def affine(a, batch_ndim, sp):
+            return None if a is None else w2 * unscaled(a, batch_ndim, sp) + b2
+
+        sp1, sp2 = k.spatial1, k.spatial2
+        nngp_unscaled = unscaled(k.nngp, 2, sp1)
+        nngp = w2 * nngp_unscaled + b2
+        ntk = k.ntk
+        if ntk is not None:
+            if self.parameterization == "ntk":
+                ntk = nngp + w2 * unscaled(ntk, 2, sp1)
+            else:
+                ntk = (self.fan_in(k.shape1) * nngp_unscaled + w2 * unscaled(ntk, 2, sp1)
+                       + (0.0 if self.b_std is None else 1.0))
+        return k.replace(nngp=nngp, ntk=ntk, cov1=affine(k.cov1, 1, sp1), cov2=affine(k.cov2, 1, sp2),
+                         shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
+                         is_gaussian=True, is_input=False, pre=None, feature=None)

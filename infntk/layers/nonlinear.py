@@ -1,0 +1,170 @@
+r"""Kernel maps of elementwise features of one Gaussian pre-activation.
+
+An activation :math:`\phi` applied to a centred Gaussian feature with covariance :math:`K` and NTK
+:math:`\Theta` gives (Cho & Saul 2009; Lee et al. 2018; Jacot et al. 2018)
+
+.. math::
+    K' = T_\phi(K_{11}, K_{12}, K_{22}),\qquad \Theta' = T'_\phi(K_{11}, K_{12}, K_{22})\,\Theta,
+
+with the dual :math:`T_\phi(q_{11}, q_{12}, q_{22}) = \mathbb E[\phi(u)\phi(v)]` and its derivative
+dual :math:`T'_\phi = \partial T_\phi/\partial q_{12} = \mathbb E[\phi'(u)\phi'(v)]` (Price's theorem).
+
+neural-tangents stops there: the output of a nonlinearity is not Gaussian, so a second nonlinearity,
+a residual sum ``relu(h) + h`` or a LayerNorm after an activation has no Gaussian closed form. But
+the feature is still an *elementwise function of one Gaussian pre-activation* ``h``, and infntk keeps
+it that way: the state remembers ``h``'s Gaussian kernel (``Kernel.pre``) and the map
+(``Kernel.feature``), composes further elementwise maps symbolically (:math:`\psi\circ\phi`,
+:math:`\phi + \psi`), and evaluates the composite's dual against ``h``. A following linear layer makes
+the features Gaussian again.
+
+LayerNorm of such a feature (channel statistics concentrate at infinite width) is the feature
+:math:`(\phi(h) - m_\phi(q))/\sqrt{T_\phi(q, q, q) - m_\phi(q)^2}` with
+:math:`m_\phi(q) = \mathbb E[\phi(\sqrt q z)]`, whose dual follows from :math:`T_\phi` and
+:math:`m_\phi`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from ..kernel import Kernel, pair_broadcast
+
+
+def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
+    """The state of ``feature(h)`` for the Gaussian pre-activation state ``base`` of ``h``."""
+    q11, q22 = base.pair_variances("nngp")
+    nngp = feature.nngp_fn(q11, base.nngp, q22)
+    ntk = None
+    if base.ntk is not None:
+        ntk = feature.dnngp_fn(q11, base.nngp, q22) * base.ntk
+    a, b = base.pair_variances("cov1")
+    cov1 = feature.nngp_fn(a, base.cov1, b)
+    cov2 = None
+    if base.cov2 is not None:
+        a, b = base.pair_variances("cov2")
+        cov2 = feature.nngp_fn(a, base.cov2, b)
+    return base.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False,
+                        is_input=False, pre=base, feature=feature)
+
+
+def source_and_feature(k: Kernel):
+    """``(h, phi)`` such that the state ``k`` is ``phi(h)`` with ``h`` Gaussian; ``(None, None)`` if
+    ``k`` is not an elementwise function of one Gaussian pre-activation."""
+    if k.pre is not None:
+        return k.pre, k.feature
+    if k.is_gaussian:
+        return k, None
+    return None, None
+
+
+def apply_elementwise(layer, k: Kernel) -> Kernel:
+    """Kernel map of an elementwise layer whose map has the Dual ``layer.dual``."""
+    base, inner = source_and_feature(k)
+    if base is None:
+        raise layer.error(
+            "its input is neither Gaussian nor an elementwise function of one Gaussian "
+            "pre-activation (e.g. it follows pooling or a concatenation of nonlinear features "
+            "without a linear layer in between); no infinite-width closed form is known.")
+    feature = layer.dual if inner is None else compose(layer, inner)
+    return evaluate(feature, base)
+
+
+def compose(layer, inner):
+    """The Dual of ``layer``'s map applied after the elementwise map ``inner``."""
+    from ..dual import X, dual_from_expr
+    phi = getattr(inner, "phi", None)
+    if phi is None:
+        raise layer.error(f"cannot follow {getattr(inner, 'name', 'this feature')}: its map has no "
+                          "symbolic form to compose with.")
+    return dual_from_expr(layer.dual.phi.subs(X, phi), X)
+
+
+def combine_sum(layer, parts) -> Any:
+    """The Dual of a sum of elementwise maps of the same Gaussian pre-activation."""
+    from ..dual import X, dual_from_expr
+    exprs = []
+    for p in parts:
+        if p is None:
+            exprs.append(X)
+            continue
+        phi = getattr(p, "phi", None)
+        if phi is None:
+            raise layer.error(f"cannot add {getattr(p, 'name', 'a feature')} to another branch: "
+                              "its map has no symbolic form.")
+        exprs.append(phi)
+    total = exprs[0]
+    for e in exprs[1:]:
+        total = total + e
+    return dual_from_expr(total, X)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalisedFeature:
+    r"""LayerNorm of an elementwise feature: :math:`(\phi(h) - m(q))/s(q)`, exact at infinite width.
+
+    Its dual is :math:`(T_\phi(q_{11}, q_{12}, q_{22}) - m(q_{11}) m(q_{22}))/(s(q_{11}) s(q_{22}))` with
+    :math:`s(q)^2 = T_\phi(q,q,q) - m(q)^2`, and its derivative dual is
+    :math:`T'_\phi/(s(q_{11}) s(q_{22}))` (the statistics are constants at infinite width).
+    """
+
+    inner: Any
+    name: str = "LayerNorm"
+    phi = None  # depends on q: cannot be composed symbolically
+
+    def _scale(self, q):
+        m = self.inner.mean_fn(q)
+        return m, jnp.sqrt(jnp.maximum(self.inner.nngp_fn(q, q, q) - m * m, 0.0))
+
+    def nngp_fn(self, q11, q12, q22):
+        m1, s1 = self._scale(q11)
+        m2, s2 = self._scale(q22)
+        return (self.inner.nngp_fn(q11, q12, q22) - m1 * m2) / (s1 * s2)
+
+    def dnngp_fn(self, q11, q12, q22):
+        _, s1 = self._scale(q11)
+        _, s2 = self._scale(q22)
+        return self.inner.dnngp_fn(q11, q12, q22) / (s1 * s2)
+
+    def mean_fn(self, q):
+        return jnp.zeros_like(q)
+
+
+def normalise_feature(layer, k: Kernel) -> Kernel:
+    """LayerNorm over channels of a non-Gaussian elementwise feature (see the module docstring)."""
+    ax = layer.axes(len(k.shape1))
+    if ax != (len(k.shape1) - 1,):
+        raise layer.error("after a nonlinearity only normalisation over the channel axis alone is "
+                          "supported (the spatial mean of a non-centred feature is not an "
+                          "elementwise function).")
+    return evaluate(NormalisedFeature(k.feature), k.pre)
+
+
+def branch_means(k: Kernel):
+    """Per-position channel means ``(m(x1), m(x2))`` of a branch's features; ``None`` when they are
+    zero (centred Gaussian features); raises when they are unknown."""
+    if k.pre is not None:
+        base = k.pre
+        return k.feature.mean_fn(base.variance1()), k.feature.mean_fn(base.variance2())
+    if k.is_gaussian:
+        return None
+    raise ValueError("unknown channel mean")
+
+
+def cross_term(ka: Kernel, kb: Kernel):
+    r"""Cross-covariance of two branches driven by independent Gaussians, both orders:
+    :math:`m_a(x) m_b(x') + m_b(x) m_a(x')` for ``(nngp, cov1, cov2)``; ``None`` if it vanishes."""
+    ma, mb = branch_means(ka), branch_means(kb)
+    if ma is None or mb is None:
+        return None
+    (a1, a2), (b1, b2) = ma, mb
+
+    def outer(u, v, lead):
+        p, q = pair_broadcast(u, v, ka, lead)
+        return p * q
+
+    nngp = outer(a1, b2, 2) + outer(b1, a2, 2)
+    cov1 = outer(a1, b1, 1) + outer(b1, a1, 1)
+    cov2 = None if ka.cov2 is None else outer(a2, b2, 1) + outer(b2, a2, 1)
+    return nngp, cov1, cov2

@@ -1,0 +1,163 @@
+r"""Average pooling, global average pooling and flattening.
+
+Average pooling with window ``w`` and stride ``s`` sums over *independent* offsets on the two sides,
+
+.. math:: K'_{p p'} = \frac{1}{|w|^2}\sum_{d, d' \in w} K_{s p + d,\; s p' + d'},
+
+so it needs the full spatial covariance (the composed model provides it). ``GlobalAvgPool`` is
+:math:`K' = \frac{1}{|S|^2}\sum_{s, s'} K_{s s'}`, also on the full covariance, while ``Flatten``
+followed by a dense layer only sees the average of the per-position variances,
+:math:`K' = \frac{1}{|S|}\sum_s K_{s s}` -- the diagonal suffices. Padding and edge semantics are
+neural-tangents 0.6.5's: ``SAME`` pads with zeros and divides by the full window size unless
+``normalize_edges=True``.
+
+Example:
+    >>> import jax.numpy as jnp, infntk as nk
+    >>> x = jnp.ones((2, 4, 4, 1))
+    >>> (nk.Conv(8, (3, 3), padding="SAME") >> nk.AvgPool((2, 2), (2, 2)) >> nk.GlobalAvgPool()).kernel(x, get="nngp").shape
+    (2, 2)
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ..kernel import Kernel
+from . import spatial
+from .base import Layer, check_int_tuple, frozen
+
+
+@frozen
+class AvgPool(Layer):
+    """Average pooling over ``window_shape`` (see the module docstring).
+
+    ``strides=None`` means stride 1 in every dimension, as in neural-tangents."""
+
+    window_shape: Sequence[int]
+    strides: Optional[Sequence[int]] = None
+    padding: str = "VALID"
+    normalize_edges: bool = False
+
+    def __post_init__(self):
+        where = f"AvgPool({self.window_shape!r})"
+        ws = check_int_tuple(self.window_shape, "window_shape", where)
+        object.__setattr__(self, "window_shape", ws)
+        st = (1,) * len(ws) if self.strides is None else check_int_tuple(self.strides, "strides", where, len(ws))
+        object.__setattr__(self, "strides", st)
+        object.__setattr__(self, "padding", spatial.check_padding(self.padding, where))
+
+    @property
+    def label(self) -> str:
+        return f"AvgPool({self.window_shape}, strides={self.strides}, padding={self.padding!r})"
+
+    def output_shape(self, input_shape):
+        d = len(self.window_shape)
+        if len(input_shape) != d + 2:
+            raise self.error(f"expects inputs with {d} spatial axes ({d + 2} axes in all), "
+                             f"got shape {tuple(input_shape)}.")
+        out = []
+        for n, w, s in zip(input_shape[1:-1], self.window_shape, self.strides):
+            if self.padding == "VALID" and w > n:
+                raise self.error(f"window {self.window_shape} is larger than the input's spatial "
+                                 f"shape {tuple(input_shape[1:-1])} with VALID padding.")
+            out.append(spatial.output_size(n, w, s, self.padding))
+        return (input_shape[0], *out, input_shape[-1])
+
+    def needs_full(self, out_full: bool) -> bool:
+        return True
+
+    def apply(self, params, x, **kwargs):
+        self.output_shape(tuple(x.shape))
+        counts = None
+        for i, (n, w, s) in enumerate(zip(x.shape[1:-1], self.window_shape, self.strides)):
+            lo, hi = spatial.same_pads(n, w, s) if self.padding != "VALID" else (0, 0)
+            x = spatial.window_sum(spatial.pad_axes(x, (1 + i,), lo, hi, self.padding), 1 + i, w, s)
+            if self.normalize_edges and self.padding == "SAME":
+                c = spatial.window_sum(spatial.pad_axes(jnp.ones((n,), x.dtype), (0,), lo, hi, "SAME"), 0, w, s)
+                shape = [1] * x.ndim
+                shape[1 + i] = c.shape[0]
+                x = x / c.reshape(shape)
+            else:
+                x = x / w
+        return x
+
+    def kernel_map(self, k: Kernel) -> Kernel:
+        if k.diagonal_spatial and k.spatial_ndim:
+            raise self.error("internal layout error: pooling needs the full spatial covariance.")
+
+        def pool(a, batch_ndim, sp):
+            return None if a is None else spatial.pool_covariance(
+                a, self.window_shape, self.strides, self.padding, batch_ndim, sp, self.normalize_edges)
+
+        sp1, sp2 = k.spatial1, k.spatial2
+        return k.replace(nngp=pool(k.nngp, 2, sp1), ntk=pool(k.ntk, 2, sp1), cov1=pool(k.cov1, 1, sp1),
+                         cov2=pool(k.cov2, 1, sp2), shape1=self.output_shape(k.shape1),
+                         shape2=self.output_shape(k.shape2), is_gaussian=k.is_gaussian,
+                         pre=None, feature=None)
+
+
+@frozen
+class GlobalAvgPool(Layer):
+    """Mean over all spatial axes: ``(N, *S, C) -> (N, C)`` (see the module docstring)."""
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 3:
+            raise self.error(f"expects inputs with spatial axes, got shape {tuple(input_shape)}.")
+        return (input_shape[0], input_shape[-1])
+
+    def needs_full(self, out_full: bool) -> bool:
+        return True
+
+    def apply(self, params, x, **kwargs):
+        self.output_shape(tuple(x.shape))
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+    def kernel_map(self, k: Kernel) -> Kernel:
+        if k.diagonal_spatial:
+            raise self.error("internal layout error: pooling needs the full spatial covariance.")
+
+        def mean(a, batch_ndim):
+            return None if a is None else jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
+
+        return k.replace(nngp=mean(k.nngp, 2), ntk=mean(k.ntk, 2), cov1=mean(k.cov1, 1),
+                         cov2=mean(k.cov2, 1), shape1=self.output_shape(k.shape1),
+                         shape2=self.output_shape(k.shape2), diagonal_spatial=True,
+                         is_gaussian=k.is_gaussian, pre=None, feature=None)
+
+
+@frozen
+class Flatten(Layer):
+    """Flatten all but the batch axis: ``(N, *S, C) -> (N, |S| C)`` (see the module docstring)."""
+
+    def output_shape(self, input_shape):
+        if len(input_shape) < 2:
+            raise self.error(f"expects a batch axis and features, got shape {tuple(input_shape)}.")
+        return (input_shape[0], math.prod(input_shape[1:]))
+
+    def needs_full(self, out_full: bool) -> bool:
+        return False
+
+    def apply(self, params, x, **kwargs):
+        return jnp.reshape(x, (x.shape[0], -1))
+
+    def kernel_map(self, k: Kernel) -> Kernel:
+        d = k.spatial_ndim
+        if d == 0:
+            return k
+        nngp, ntk = k.nngp, k.ntk
+        if not k.diagonal_spatial:
+            from ..kernel import _diagonal_of
+            nngp = _diagonal_of(nngp, d, 2, False)
+            ntk = None if ntk is None else _diagonal_of(ntk, d, 2, False)
+        v1, v2 = k.variance1(), (None if k.cov2 is None else k.variance2())
+
+        def mean(a, batch_ndim):
+            return None if a is None else jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
+
+        return k.replace(nngp=mean(nngp, 2), ntk=mean(ntk, 2), cov1=mean(v1, 1), cov2=mean(v2, 1),
+                         shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
+                         diagonal_spatial=True, is_gaussian=k.is_gaussian,
+                         pre=None, feature=None)
