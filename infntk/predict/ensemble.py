@@ -15,7 +15,9 @@ initialization gives a Gaussian at every time (Lee et al. 2019, eqs. 14--16). Wi
 
 ``get='nngp'`` is the same with :math:`\Theta \to K` (only the last layer trained), where the
 covariance simplifies to :math:`K_{xx'} - K_{x\mathcal{X}} K^{-1}(I - e^{-2sK}) K_{\mathcal{X}x'}`
-and at :math:`t = \infty` is the exact Bayesian posterior. On the training inputs themselves
+and at :math:`t = \infty` is the exact Bayesian posterior. With a ridge :math:`\epsilon`, the NNGP
+case reads it as observation noise (the prior on the training outputs is :math:`K + \epsilon I`,
+as in neural-tangents and the GP posterior), the NTK case only as a change of the dynamics. On the training inputs themselves
 (``x_test=None``) :math:`\mu_t = (I - e^{-s\Theta})Y` and
 :math:`\Sigma_t = e^{-s\Theta} K e^{-s\Theta}` (NTK) or :math:`K e^{-2sK}` (NNGP).
 
