@@ -149,8 +149,8 @@ class TileStore:
         return store
 
     @classmethod
-    def open(cls, path) -> "TileStore":
-        """Open an existing store read-only (no manifest check)."""
+    def open(cls, path, mode: str = "r") -> "TileStore":
+        """Open an existing store (no manifest check), read-only unless ``mode='r+'``."""
         path = pathlib.Path(path)
         mpath = path / MANIFEST
         if not mpath.exists():
@@ -159,7 +159,7 @@ class TileStore:
         import zarr
 
         for name in store.names:
-            store.arrays[name] = zarr.open_array(store=str(path / name), mode="r")
+            store.arrays[name] = zarr.open_array(store=str(path / name), mode=mode)
         return store
 
     def _ensure_arrays(self) -> None:
