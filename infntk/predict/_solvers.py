@@ -157,20 +157,24 @@ def _eig_report(a: np.ndarray) -> Tuple[float, float]:
 
 
 def _not_psd_error(where: str, what: str, lmin: float, lmax: float, reg: float) -> InfntkError:
+    hint = ("A valid NNGP/NTK is PSD, so check how it was computed (same inputs on both sides, "
+            "finite values, a train-train kernel)")
+    if abs(lmin) < 1e-6 * max(lmax, 1e-300):
+        hint += (f"; for round-off in a nearly singular kernel pass `diag_reg`, e.g. diag_reg="
+                 f"{_suggest(lmin, lmax):.0e} (relative to the mean diagonal)")
     return InfntkError(
         f"{where}: the training kernel `{what}` (plus diag_reg {reg:.3g}) is not positive "
-        f"semi-definite: most negative eigenvalue {lmin:.3g} (largest {lmax:.3g}). A valid NNGP/NTK "
-        "is PSD, so check how it was computed (same inputs on both sides, finite values); for "
-        "round-off in a nearly singular kernel pass `diag_reg`, e.g. diag_reg="
-        f"{_suggest(lmin, lmax):.0e} (relative to the mean diagonal).")
+        f"semi-definite: most negative eigenvalue {lmin:.3g} (largest {lmax:.3g}). {hint}.")
 
 
-def _ill_cond_error(where: str, what: str, cond: float, max_cond: float, reg: float) -> InfntkError:
+def _ill_cond_error(where: str, what: str, lmin: float, lmax: float, max_cond: float, reg: float) -> InfntkError:
+    cond = lmax / lmin if lmin > 0 else math.inf
     return InfntkError(
-        f"{where}: the training kernel `{what}` (plus diag_reg {reg:.3g}) is ill-conditioned: "
-        f"condition number {cond:.3g} > max_cond={max_cond:.3g}, so the infinite-time solve would "
-        "be dominated by round-off. Pass a small `diag_reg` (e.g. diag_reg=1e-6, relative to the "
-        "mean diagonal), remove duplicate training inputs, or use a finite time `t`.")
+        f"{where}: the training kernel `{what}` (plus diag_reg {reg:.3g}) is singular or "
+        f"ill-conditioned: condition number {cond:.3g} > max_cond={max_cond:.3g} (eigenvalues "
+        f"from {lmin:.3g} to {lmax:.3g}), so the infinite-time solve would be dominated by "
+        "round-off. Pass a small `diag_reg` (e.g. diag_reg=1e-6, relative to the mean diagonal), "
+        "remove duplicate training inputs, or use a finite time `t`.")
 
 
 def _suggest(lmin: float, lmax: float) -> float:
@@ -198,7 +202,7 @@ class Cholesky:
             lmin, lmax = _eig_report(a)
             if lmin < -_roundoff(a.shape[0], lmax):
                 raise _not_psd_error(where, what, lmin, lmax, reg) from None
-            raise _ill_cond_error(where, what, math.inf, max_cond, reg) from None
+            raise _ill_cond_error(where, what, lmin, lmax, max_cond, reg) from None
         anorm = float(np.max(np.sum(np.abs(a), axis=0))) if a.size else 0.0
         rcond, info = scipy.linalg.lapack.dpocon(self.c[0], anorm, uplo="L")
         self.cond = math.inf if rcond <= 0 else 1.0 / float(rcond)
@@ -206,7 +210,7 @@ class Cholesky:
             lmin, lmax = _eig_report(a)
             if lmin < -_roundoff(a.shape[0], lmax):
                 raise _not_psd_error(where, what, lmin, lmax, reg)
-            raise _ill_cond_error(where, what, lmax / lmin if lmin > 0 else math.inf, max_cond, reg)
+            raise _ill_cond_error(where, what, lmin, lmax, max_cond, reg)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         return scipy.linalg.cho_solve(self.c, b, check_finite=False)
@@ -229,6 +233,7 @@ class Eigh:
         lam, self.v = scipy.linalg.eigh(a, check_finite=False)
         lmax = float(lam[-1]) if lam.size else 0.0
         lmin = float(lam[0]) if lam.size else 0.0
+        self.raw_min = lmin
         if lmin < -_roundoff(lam.size, lmax):
             raise _not_psd_error(where, what, lmin, lmax, reg)
         self.lam = np.maximum(lam, 0.0)
@@ -241,10 +246,10 @@ class Eigh:
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         lmax = float(self.lam[-1]) if self.lam.size else 0.0
-        lmin = float(self.lam[0]) if self.lam.size else 0.0
+        lmin = self.raw_min
         cond = lmax / lmin if lmin > 0 else math.inf
         if cond > self.max_cond:
-            raise _ill_cond_error(self.where, self.what, cond, self.max_cond, self.reg)
+            raise _ill_cond_error(self.where, self.what, lmin, lmax, self.max_cond, self.reg)
         return self.v @ ((self.v.T @ b) / self.lam[:, None])
 
 
