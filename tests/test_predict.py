@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+import scipy.sparse.linalg
 
 from infntk.errors import InfntkError
 from infntk.predict import (Gaussian, KernelOperator, gp_inference, gradient_descent_mse,
@@ -208,6 +209,18 @@ def test_cg_equals_direct(data, tmp_path):
         gradient_descent_mse(lambda v: ntk @ v, yb, diag_reg=1e-4)
     with pytest.raises(InfntkError, match="eigendecomposition"):
         gradient_descent_mse(op, yb)(1.0, 0.0)
+    # duck-typed operators: scipy LinearOperator (no diagonal), infntk.tiling.StoredGram
+    lin = scipy.sparse.linalg.aslinearoperator(ntk)
+    out = gradient_descent_mse(lin, yb, diag_reg=eps, diag_reg_absolute_scale=True, cg_tol=1e-12)(None, None, 0.0, ntk_tx)
+    np.testing.assert_allclose(out, direct, atol=1e-8 * np.abs(direct).max())
+    try:
+        from infntk.tiling import StoredGram
+    except ImportError:  # pragma: no cover - the tiling module is optional here
+        StoredGram = None
+    if StoredGram is not None:
+        gram = StoredGram(mm, block=(16, 16))
+        out = gradient_descent_mse(gram, yb, diag_reg=1e-4, cg_tol=1e-12)(None, None, 0.0, StoredGram(ntk_tx))
+        np.testing.assert_allclose(out, direct, atol=1e-8 * np.abs(direct).max())
     # gp_inference through CG
     gp_cg = gp_inference(op, yb, diag_reg=1e-4, cg_tol=1e-12)("ntk", ntk_tx)
     np.testing.assert_allclose(gp_cg, direct, atol=1e-8 * np.abs(direct).max())

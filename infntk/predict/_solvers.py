@@ -86,11 +86,35 @@ class KernelOperator:
         return cls(matvec=matvec, shape=(n1, n2), diagonal=diag)
 
 
-def as_operator(k: Any, n: int) -> Optional[KernelOperator]:
-    """``k`` as a :class:`KernelOperator` if it is one or a plain callable, else ``None``."""
+def as_operator(k: Any, n: Optional[int]) -> Optional[KernelOperator]:
+    """``k`` as a :class:`KernelOperator`, or ``None`` for a dense array.
+
+    Operators are: a :class:`KernelOperator`; an object with ``shape`` and ``matmat`` or ``matvec``
+    (``infntk.tiling.StoredGram``, ``scipy.sparse.linalg.LinearOperator``), whose ``diagonal``
+    (method or array) is used when present; a plain callable ``V -> K @ V`` of shape
+    ``(n, n)`` (``n`` given; ``None`` means a plain callable is not accepted here).
+    """
     if isinstance(k, KernelOperator):
         return k
+    if isinstance(k, np.ndarray) or hasattr(k, "__jax_array__") or type(k).__module__.startswith("jax"):
+        return None
+    mv = getattr(k, "matmat", None) or getattr(k, "matvec", None)
+    if mv is not None and hasattr(k, "shape"):
+        diag = getattr(k, "diagonal", None)
+        if callable(diag):
+            try:
+                diag = diag()
+            except Exception:  # e.g. scipy LinearOperator has none
+                diag = None
+        shape = tuple(int(s) for s in k.shape)
+        if diag is not None:
+            diag = np.asarray(diag, dtype=np.float64).reshape(-1)
+        return KernelOperator(matvec=lambda v, mv=mv: np.asarray(mv(v), dtype=np.float64), shape=shape,
+                              diagonal=diag)
     if callable(k) and not hasattr(k, "shape"):
+        if n is None:
+            raise InfntkError("a test-train kernel given as a plain callable needs a shape: wrap it in "
+                              "KernelOperator(matvec, shape=(n_test, n_train)).")
         return KernelOperator(matvec=k, shape=(n, n))
     return None
 

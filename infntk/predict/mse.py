@@ -60,8 +60,10 @@ def gradient_descent_mse(k_train_train: Any, y_train: Any, learning_rate: float 
     Args:
         k_train_train: the NTK (or any kernel) on the training set, shape ``(N, N)`` for
             ``y_train`` of shape ``(N, C)`` (generally: the non-traced axes of ``y_train`` in
-            pairs). Also a :class:`~infntk.predict.KernelOperator` or a callable ``V -> K @ V``
-            (e.g. a Gram matrix on disk): then only ``t=None`` works, by conjugate gradients.
+            pairs). Also an operator -- a :class:`~infntk.predict.KernelOperator`, a callable
+            ``V -> K @ V``, or an object with ``shape`` and ``matvec`` such as
+            ``infntk.tiling.StoredGram`` (a Gram matrix on disk) or a scipy ``LinearOperator``:
+            then only ``t=None`` works, by conjugate gradients, never loading the matrix whole.
         y_train: targets, ``(N, C)``, or ``(N,)`` for one output.
         learning_rate: :math:`\eta`; times are in units of steps, absolute time is
             ``learning_rate * t``.
@@ -151,7 +153,7 @@ def _check_inf_time(s: np.ndarray, e) -> None:
 
 
 def _test_kernel(k: Any, layout: Layout, where: str):
-    op = as_operator(k, layout.n)
+    op = as_operator(k, None)
     if op is not None:
         if op.shape[1] != layout.n:
             raise InfntkError(f"{where}: `k_test_train` operator has shape {op.shape}; expected (*, {layout.n}).")
