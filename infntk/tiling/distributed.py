@@ -87,7 +87,7 @@ def run_dask(scheduler, model, get, dtype, x1, x2, tiles, sink, run_id):
             )
             futures[fut.key] = (fut, t)
         try:
-            for fut in as_completed([f for f, _ in futures.values()]):
+            for fut in as_completed([f for f, _ in futures.values()], loop=client.loop):
                 tile = futures[fut.key][1]
                 sink(tile, fut.result())
                 fut.release()
