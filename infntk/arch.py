@@ -279,11 +279,18 @@ class _Parser:
 
 
 def _check_brackets(source: str) -> None:
+    """Bound the bracket depth before Python's parser sees the string (approximate about strings:
+    it only has to stop pathological nesting, the parser does the rest)."""
     depth = 0
     quote = None
+    escaped = False
     for i, c in enumerate(source):
         if quote:
-            if c == quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
                 quote = None
             continue
         if c in "'\"":
@@ -292,6 +299,8 @@ def _check_brackets(source: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 raise ArchSyntaxError(f"brackets nested more than {MAX_DEPTH} deep", source, i)
+        elif c in ")]}":
+            depth -= 1
 
 
 def parse(source: str) -> Desc:
@@ -445,7 +454,7 @@ def build(desc: Desc, source: str = "", resolve: Callable[[str], Any] | None = N
         kwargs = dict(d.kwargs)
         span = max(1, d.end - d.col)
         try:
-            sig = inspect.signature(ctor)
+            sig = inspect.signature(ctor).replace(return_annotation=inspect.Signature.empty)
         except (TypeError, ValueError):
             sig = None
         if sig is not None:
