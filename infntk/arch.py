@@ -471,7 +471,8 @@ def build(desc: Desc, source: str = "", resolve: Callable[[str], Any] | None = N
         try:
             return ctor(*d.args, **kwargs)
         except InfntkError as e:
-            raise err(f"{d.name}: {str(e).splitlines()[0]}", d.col, span) from e
+            m = str(e).splitlines()[0]
+            raise err(m if m.startswith(d.name) else f"{d.name}: {m}", d.col, span) from e
         except Exception as e:  # bad values (wrong types...): the layer's message, one line
             raise err(f"{d.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                       [:300], d.col, span) from e

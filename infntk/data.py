@@ -210,8 +210,13 @@ def _load_csv(path: str, label_column) -> Dataset:
         raise _fail(path, "is empty")
     rows = [[c.strip() for c in r] for r in rows]
     header = None
-    if any(_number(c) is None for c in rows[0]) and len(rows) > 1:
+    # A header row: some column is a number below it but not in it (a text label column is text
+    # in every row, so it does not make the first row a header).
+    if len(rows) > 1 and any(_number(a) is None and _number(b) is not None
+                             for a, b in zip(rows[0], rows[1])):
         header, rows = rows[0], rows[1:]
+    elif len(rows) == 1 and all(_number(c) is None for c in rows[0]):
+        raise _fail(path, "has a header but no data rows")
     if not rows:
         raise _fail(path, "has a header but no data rows")
     width = len(rows[0])

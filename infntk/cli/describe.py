@@ -64,9 +64,14 @@ def layer_rows(desc, in_shape, depth=0):
     shape, n = _shape_params(build(desc), in_shape)
     label = {"+": "sum of", "|": "concatenation of"}[desc.op]
     rows.append((depth, f"{label} {len(branches)} branches", shape, n))
-    for b in branches:
-        r, _ = layer_rows(b, in_shape, depth + 1)
-        rows += r
+    for i, b in enumerate(branches, 1):
+        r, bshape = layer_rows(b, in_shape, depth + 2)
+        if len(r) > 1:  # a chain: a header row, then its layers
+            total = _shape_params(build(b), in_shape)[1]
+            rows.append((depth + 1, f"branch {i}", bshape, total))
+            rows += r
+        else:
+            rows += [(depth + 1, *r[0][1:])]
     return rows, shape
 
 
@@ -139,7 +144,7 @@ def describe(
         table.add_column("output shape")
         table.add_column("params", justify="right")
         for i, (d, t, s, n) in enumerate(rows):
-            table.add_row(str(i), "  " * d + ("└ " if d else "") + t, _fmt_shape(s), f"{n:,}")
+            table.add_row(str(i), "  " * d + t, _fmt_shape(s), f"{n:,}")
         table.add_section()
         table.add_row("", "total", _fmt_shape(out_shape), f"{total:,}")
         out.print(table)
