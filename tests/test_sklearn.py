@@ -127,8 +127,10 @@ def test_bad_parameters_and_ill_posed_fit_raise(regression):
 
 
 def test_default_model_kernel_is_the_relu_closed_form():
+    # rtol 1e-7: arccos(rho) at rho = 1 - O(eps) (an input paired with itself) costs ~sqrt(eps)
+    # in theta, so the engine's diagonal NTK entries carry ~1e-8 relative round-off.
     X = np.random.default_rng(2).normal(size=(6, 3))
     m = default_model()
     ref = ReluKernel()
     for g in ("nngp", "ntk"):
-        np.testing.assert_allclose(np.asarray(m.kernel(X, X[:4], get=g)), ref.kernel(X, X[:4], get=g), rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(m.kernel(X, X[:4], get=g)), ref.kernel(X, X[:4], get=g), rtol=1e-7)
