@@ -1,0 +1,198 @@
+r"""sympy -> ``jax.numpy``: compile a dual or an activation once, with stability rewrites.
+
+``compile_expr(expr, args)`` returns a broadcasting, jit-able, dtype-preserving function of ``args``.
+It is ``sympy.lambdify(..., cse=True)`` onto ``jax.numpy`` after rewriting the expression so the
+numbers stay finite where the mathematics is finite:
+
+* ``acos(a)``, ``asin(a)``: the argument is clipped to :math:`[-1, 1]` (so a correlation
+  :math:`\rho = q_{12}/\sqrt{q_{11}q_{22}}` that rounds to :math:`1 + 10^{-16}` is fine), and the
+  derivative :math:`\mp 1/\sqrt{1-a^2}` is set to 0 where it is infinite (:math:`|a| \ge 1`);
+* fractional powers :math:`b^{p}`, :math:`p > 0` non-integer (``sqrt(1 - rho**2)``): the base is
+  clamped at 0 and the derivative is 0 where the base is :math:`\le 0`;
+* negative powers of the variances themselves (:math:`q_{11}^{-1/2}` in :math:`\rho`): 0 where the
+  variance is 0. A zero variance means a deterministic zero input, so
+  :math:`\rho = q_{12}/\sqrt{q_{11}q_{22}}` (with :math:`q_{12} = 0`) is taken as 0; e.g. ReLU with
+  :math:`q_{11} = 0` gives :math:`T = 0` instead of :math:`0/0`. The zero branch is selected with the
+  double-``where`` idiom, so gradients stay finite too.
+* ``DiracDelta`` (from differentiating a jump) is 0: the almost-everywhere derivative.
+
+Everything else is left to ``jax.numpy``: a negative power of a quantity that can vanish for other
+reasons is a genuine infinity and is reported as ``inf``.
+
+Example:
+    >>> import jax.numpy as jnp, sympy as sp
+    >>> from infntk.dual.symbols import Q11, Q12, Q22
+    >>> f = compile_expr(sp.acos(Q12 / sp.sqrt(Q11 * Q22)), (Q11, Q12, Q22))
+    >>> float(f(1.0, 1.0 + 1e-12, 1.0))
+    0.0
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.special as jsp
+import sympy as sp
+
+from .symbols import Q11, Q22
+
+__all__ = ["compile_expr", "rewrite_stable", "safe_acos", "safe_asin", "safe_pow"]
+
+
+# --------------------------------------------------------------------------- jnp primitives
+
+
+@jax.custom_jvp
+def safe_acos(x):
+    """``arccos`` of ``x`` clipped to [-1, 1]; derivative 0 where it is infinite."""
+    return jnp.arccos(jnp.clip(x, -1.0, 1.0))
+
+
+@safe_acos.defjvp
+def _safe_acos_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    one_m = 1.0 - x * x
+    ok = one_m > 0
+    d = jnp.where(ok, -1.0 / jnp.sqrt(jnp.where(ok, one_m, 1.0)), 0.0)
+    return safe_acos(x), d * t
+
+
+@jax.custom_jvp
+def safe_asin(x):
+    """``arcsin`` of ``x`` clipped to [-1, 1]; derivative 0 where it is infinite."""
+    return jnp.arcsin(jnp.clip(x, -1.0, 1.0))
+
+
+@safe_asin.defjvp
+def _safe_asin_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    one_m = 1.0 - x * x
+    ok = one_m > 0
+    d = jnp.where(ok, 1.0 / jnp.sqrt(jnp.where(ok, one_m, 1.0)), 0.0)
+    return safe_asin(x), d * t
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def safe_pow(b, p):
+    """``max(b, 0) ** p`` for a positive non-integer ``p``; derivative 0 where ``b <= 0``."""
+    return jnp.maximum(b, 0.0) ** p
+
+
+@safe_pow.defjvp
+def _safe_pow_jvp(p, primals, tangents):
+    (b,), (t,) = primals, tangents
+    ok = b > 0
+    bs = jnp.where(ok, b, 1.0)
+    d = jnp.where(ok, p * bs ** (p - 1.0), 0.0)
+    return safe_pow(b, p), d * t
+
+
+def variance_pow(b, p):
+    """``b ** p`` (``p < 0``) for a product of variances ``b``; 0 where ``b == 0``."""
+    zero = b == 0
+    return jnp.where(zero, 0.0, jnp.where(zero, 1.0, b) ** p)
+
+
+# --------------------------------------------------------------------------- sympy rewrites
+
+
+class SafeAcos(sp.Function):
+    """Marker for :func:`safe_acos` (compile-time only)."""
+
+
+class SafeAsin(sp.Function):
+    """Marker for :func:`safe_asin` (compile-time only)."""
+
+
+class SafePow(sp.Function):
+    """Marker for :func:`safe_pow` (compile-time only)."""
+
+
+class VariancePow(sp.Function):
+    """Marker for :func:`variance_pow` (compile-time only)."""
+
+
+def _is_variance_monomial(b) -> bool:
+    if b in (Q11, Q22):
+        return True
+    return b.is_Mul and all(f in (Q11, Q22) or (f.is_Pow and f.base in (Q11, Q22)) for f in b.args)
+
+
+def _rewrite_pow(e):
+    b, p = e.base, e.exp
+    if not p.is_number or p.is_integer and p.is_positive:
+        return e
+    if p.is_negative:
+        if _is_variance_monomial(b):
+            return VariancePow(b, p)
+        return e
+    return SafePow(b, p)
+
+
+def rewrite_stable(expr: sp.Expr) -> sp.Expr:
+    """The expression with the stability markers of the module docstring substituted in."""
+    expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    big = {r: sp.Float(r, 17) for r in expr.atoms(sp.Rational)
+           if abs(r.p) > 2**31 or abs(r.q) > 2**31}
+    if big:
+        expr = expr.xreplace(big)
+    expr = expr.replace(lambda e: isinstance(e, sp.acos), lambda e: SafeAcos(e.args[0]))
+    expr = expr.replace(lambda e: isinstance(e, sp.asin), lambda e: SafeAsin(e.args[0]))
+    expr = expr.replace(lambda e: e.is_Pow and not e.exp.is_integer and e.exp.is_number
+                        or e.is_Pow and e.exp.is_negative, _rewrite_pow)
+    return expr
+
+
+_NAMESPACE = {
+    "SafeAcos": safe_acos,
+    "SafeAsin": safe_asin,
+    "SafePow": safe_pow,
+    "VariancePow": variance_pow,
+    "erf": jsp.erf,
+    "erfc": jsp.erfc,
+    "erfi": None,  # filled lazily below if available
+    "gamma": lambda x: jnp.exp(jsp.gammaln(x)),
+    "loggamma": jsp.gammaln,
+    "functools": functools,
+    "reduce": functools.reduce,
+}
+_NAMESPACE = {k: v for k, v in _NAMESPACE.items() if v is not None}
+
+
+def _float_dtype(*args):
+    dtype = jnp.result_type(*args)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return dtype
+
+
+@functools.lru_cache(maxsize=4096)
+def _lambdify(expr: sp.Expr, args: tuple) -> Callable:
+    stable = rewrite_stable(expr)
+    return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
+
+
+def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable:
+    """A ``jax.numpy`` function of ``args`` computing ``expr`` (cached per expression).
+
+    The result broadcasts its arguments, keeps their floating dtype (float32 in, float32 out;
+    integers become the default float), and can be jitted and differentiated.
+    """
+    expr = sp.sympify(expr)
+    args = tuple(args)
+    raw = _lambdify(expr, args)
+
+    def fn(*xs):
+        if len(xs) != len(args):
+            raise TypeError(f"expected {len(args)} arguments {args}, got {len(xs)}")
+        xs = [jnp.asarray(x) for x in xs]
+        dtype = _float_dtype(*xs)
+        xs = [x.astype(dtype) for x in xs]
+        shape = jnp.broadcast_shapes(*(x.shape for x in xs))
+        out = jnp.asarray(raw(*xs))
+        return jnp.broadcast_to(out.astype(dtype), shape)
+
+    fn.__doc__ = f"Compiled from the sympy expression {expr}."
+    return fn
