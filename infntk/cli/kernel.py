@@ -25,6 +25,10 @@ The tile size follows --memory (bytes per device, e.g. 2GB) unless --tile is giv
 """
 
 
+#: Up to this many kernel entries, inputs without spatial axes are computed in one piece.
+DIRECT_ENTRIES = 1_000_000
+
+
 def _tiled(model, x1, x2, get, tile, memory, scheduler, store, show, dtype):
     """Compute with ``infntk.kernel_matrix`` (tiled, memory-bounded) when this build has it."""
     km = optional("infntk", "kernel_matrix") or optional("infntk.tiling", "kernel_matrix")
@@ -106,9 +110,14 @@ def kernel(
         if xb is not None and xb.shape[1:] != x1.shape[1:]:
             raise UsageProblem(f"--x2 {x2}: samples have shape {xb.shape[1:]}, "
                                f"but --data {data} has {x1.shape[1:]}")
+        n2 = x1.shape[0] if xb is None else xb.shape[0]
+        # Small inputs without spatial axes fit in one piece; skip the tile planning.
+        small = (x1.ndim == 2 and x1.shape[0] * n2 <= DIRECT_ENTRIES
+                 and not (tile_v or memory or scheduler or store))
         with Timer() as timer:
             show = not as_json and err.is_terminal
-            res = _tiled(model, x1, xb, gets, tile_v, memory, scheduler, store, show, dtype)
+            res = None if small else _tiled(model, x1, xb, gets, tile_v, memory, scheduler, store,
+                                            show, dtype)
             backend = "tiled" if scheduler is None else f"dask {scheduler}"
             if res is None:
                 backend = "direct"

@@ -50,10 +50,9 @@ def predict_mean(model, x_train, y_train, x_test, kernel, t, diag_reg, learning_
                           "which is not available in this build")
     fn = gd(kernel_fn(model), x_train, y_train, learning_rate=learning_rate, diag_reg=diag_reg)
     res = fn(t=t, x_test=x_test, get=kernel, compute_cov=False)
-    mean = getattr(res, "mean", res)
-    if isinstance(res, tuple) and not hasattr(res, "mean"):
-        mean = res[0]
-    return np.asarray(mean)
+    if hasattr(res, "shape"):  # compute_cov=False with a string get: the mean itself
+        return np.asarray(res)
+    return np.asarray(res[0] if isinstance(res, tuple) else res.mean)
 
 
 def predict(
