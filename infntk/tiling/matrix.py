@@ -14,7 +14,7 @@ Example:
     >>> from infntk.tiling.testing import ArcCosine
     >>> x = np.random.default_rng(0).normal(size=(50, 3))
     >>> k = kernel_matrix(ArcCosine(), x, tile=16, progress=False)
-    >>> k.ntk.shape, bool(np.allclose(k.ntk, ArcCosine().kernel(x, None, get="ntk")))
+    >>> k.nngp.shape, bool(np.allclose(k.nngp, ArcCosine().kernel(x, None, get="nngp")))
     ((50, 50), True)
 """
 

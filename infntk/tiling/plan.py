@@ -160,6 +160,8 @@ def estimate_memory(model, x1, x2, get, dtype, probe: int = 8) -> MemoryModel:
             stats = fn.lower(a, a).compile().memory_analysis()
         except Exception:  # noqa: BLE001 -- backends without memory analysis
             stats = None
+        if isinstance(stats, (list, tuple)):  # some jax versions: one entry per device
+            stats = stats[0] if stats else None
         if stats is not None:
             total = (
                 stats.argument_size_in_bytes
