@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -39,7 +40,6 @@ from jax.tree_util import tree_leaves, tree_map
 
 from infntk.empirical import empirical_ntk_fn
 from infntk.errors import InfntkError
-from infntk.linearize import linearize
 
 __all__ = [
     "TrainConfig", "TrainResult", "train_side_by_side", "make_optimizer", "loss_fn",
@@ -181,8 +181,6 @@ def train_side_by_side(f: Callable, params0: Any, x_train, y_train, x_test=None,
       and on kernel epochs ``kernel_epoch, ntk_rel_change, alignment, rayleigh,
       rayleigh_ratio``.
     """
-    import optax
-
     cfg = config
     if cfg.loss not in LOSSES:
         raise InfntkError(f"train_side_by_side: unknown loss {cfg.loss!r}; "
@@ -192,28 +190,20 @@ def train_side_by_side(f: Callable, params0: Any, x_train, y_train, x_test=None,
     n = x_train.shape[0]
     bs = n if not cfg.batch_size or cfg.batch_size >= n else int(cfg.batch_size)
     steps = -(-n // bs)
+    fns = _compiled(f, cfg, steps)
+    models = ["network", "linear"] if cfg.train_linear else ["network"]
     opt = make_optimizer(cfg, steps)
-    models = {"network": f}
-    if cfg.train_linear:
-        models["linear"] = linearize(f, params0)
-
-    def make_step(g):
-        def step(p, s, xb, yb):
-            loss, grads = jax.value_and_grad(lambda q: loss_fn(cfg.loss, g(q, xb), yb))(p)
-            upd, s = opt.update(grads, s, p)
-            return optax.apply_updates(p, upd), s, loss
-        return jax.jit(step)
-
-    steps_fn = {m: make_step(g) for m, g in models.items()}
-    eval_fn = {m: jax.jit(g) for m, g in models.items()}
     params = {m: params0 for m in models}
     states = {m: opt.init(params0) for m in models}
+
+    def evaluate(m, p, x):
+        return fns["eval_" + m](p, params0, x)
 
     # Kernel diagnostics on a fixed subset.
     rng = np.random.default_rng(cfg.seed)
     sub = np.sort(rng.permutation(n)[: min(n, cfg.kernel_subset)])
     xs, ys = x_train[sub], y_train[sub]
-    n_out = int(np.prod(eval_fn["network"](params0, x_train[:1]).shape[1:]))
+    n_out = int(np.prod(evaluate("network", params0, x_train[:1]).shape[1:]))
     ymat = target_matrix(ys, n_out)
     ntk_fn = empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0,
                               implementation=cfg.ntk_implementation)
@@ -236,14 +226,14 @@ def train_side_by_side(f: Callable, params0: Any, x_train, y_train, x_test=None,
                                 "alignment", "rayleigh", "rayleigh_ratio")} for m in models}
 
     def record(epoch):
-        for m, g in models.items():
+        for m in models:
             h = hist[m]
-            out_tr = eval_fn[m](params[m], x_train)
+            out_tr = evaluate(m, params[m], x_train)
             h["epoch"].append(epoch)
             h["train_loss"].append(float(loss_fn(cfg.loss, out_tr, y_train)))
             h["train_acc"].append(accuracy(out_tr, y_train))
             if x_test is not None:
-                out_te = eval_fn[m](params[m], jnp.asarray(x_test))
+                out_te = evaluate(m, params[m], jnp.asarray(x_test))
                 h["test_loss"].append(float(loss_fn(cfg.loss, out_te, jnp.asarray(y_test))))
                 h["test_acc"].append(accuracy(out_te, y_test))
             h["param_distance"].append(_tree_dist(params[m], params0))
@@ -269,12 +259,41 @@ def train_side_by_side(f: Callable, params0: Any, x_train, y_train, x_test=None,
             idx = perm[s * bs:(s + 1) * bs]
             xb, yb = x_train[idx], y_train[idx]
             for m in models:
-                params[m], states[m], _ = steps_fn[m](params[m], states[m], xb, yb)
+                params[m], states[m], _ = fns["step_" + m](params[m], states[m], params0,
+                                                          xb, yb)
         record(epoch)
         if callback is not None:
             callback(epoch, hist)
     return TrainResult(history=hist, params=params, init_eigenvalues=np.asarray(evals),
                        config=cfg)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(f, cfg: TrainConfig, steps: int) -> dict:
+    """Jitted step/eval functions, cached so that repeated runs (tasks, seeds) reuse
+    the compilation; the linearization point ``p0`` is an argument, not a constant."""
+    import optax
+
+    opt = make_optimizer(cfg, steps)
+
+    def lin(p, p0, x):
+        d = tree_map(lambda a, b: a - b, p, p0)
+        out, tan = jax.jvp(lambda q: f(q, x), (p0,), (d,))
+        return out + tan
+
+    def net(p, p0, x):
+        return f(p, x)
+
+    def make_step(g):
+        def step(p, s, p0, xb, yb):
+            loss, grads = jax.value_and_grad(
+                lambda q: loss_fn(cfg.loss, g(q, p0, xb), yb))(p)
+            upd, s = opt.update(grads, s, p)
+            return optax.apply_updates(p, upd), s, loss
+        return jax.jit(step)
+
+    return {"step_network": make_step(net), "step_linear": make_step(lin),
+            "eval_network": jax.jit(net), "eval_linear": jax.jit(lin)}
 
 
 def linear_gd_prediction(k_train, k_test_train, f0_train, f0_test, y, lr, steps,
