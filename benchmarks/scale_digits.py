@@ -9,9 +9,9 @@ b_std=0.05 (NTK parameterization); the data are all 1797 8x8x1 images of scikit-
 2. on a 2-worker Dask ``LocalCluster`` (processes, 1 thread each, loopback only),
 
 reporting wall time, tile throughput (kernel entries per second, counting each mirrored entry of
-the symmetric matrix once as computed and once as delivered), and peak resident memory
-(``resource.getrusage``: this process, and each Dask worker; XLA's buffers are not visible to
-``tracemalloc``, so RSS is the honest figure). The Dask result is checked bitwise against the local
+the symmetric matrix once as computed and once as delivered), and peak resident memory (VmHWM of
+this process and of each Dask worker; XLA's buffers are not visible to ``tracemalloc``, so RSS is
+the honest figure). The Dask result is checked bitwise against the local
 one, and a block against a direct ``model.kernel`` call.
 
 Run:  .venv/bin/python benchmarks/scale_digits.py [--n 1797] [--budget 1GiB] [--no-dask]
@@ -24,7 +24,6 @@ import argparse
 import os
 import pathlib
 import platform
-import resource
 import shutil
 import tempfile
 import time
@@ -57,13 +56,18 @@ def digits(n):
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _worker_rss_mib():
+    """Peak resident memory of this process (MiB): VmHWM, which -- unlike getrusage's ru_maxrss,
+    kept across exec on Linux -- does not inherit the parent's peak in spawned Dask workers."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource as r
 
-    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024.0
+    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def entries(plan):
@@ -89,6 +93,7 @@ def main():
     x = digits(args.n)
     work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="infntk-scale-"))
     rows = []
+    load0 = os.getloadavg()[0]
 
     t0 = time.perf_counter()
     plan = plan_tiles(model, x, None, get=GET, memory_budget=args.budget)
@@ -126,7 +131,7 @@ def main():
             remote = kernel_matrix(model, x, get=GET, tile=plan.tile, store=work / "dask",
                                    scheduler=client, progress=True)
             t_dask = time.perf_counter() - t0
-            wrss = client.run(_worker_rss_mib)
+            wrss = client.run(rss_mib)
             same = blockwise_equal(remote.ntk, local.ntk) and blockwise_equal(remote.nngp, local.nngp)
             rows.append(("Dask LocalCluster, 2 workers x 1 thread", t_dask, computed / t_dask, total / t_dask,
                          " / ".join(f"{v:,.0f}" for v in wrss.values()) + " (per worker)",
@@ -153,7 +158,9 @@ def main():
         f"Data: {args.n} digits images 8x8x1 (scikit-learn), pixels/16. Kernels: {', '.join(GET)} "
         f"({plan.shape[0]} x {plan.shape[1]} each; {dense_mib:,.0f} MiB together as dense float64).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} "
-        f"({jax.default_backend()}), Python {platform.python_version()}.",
+        f"({jax.default_backend()}), Python {platform.python_version()}; 1-minute load average "
+        f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes on the "
+        "machine share the cores, so the figures are lower bounds on what the code can do).",
         "",
         f"Plan (memory budget {args.budget} per device, {t_plan:.1f} s): tile {plan.tile[0]} x {plan.tile[1]}, "
         f"{len(plan.tiles())} tiles (upper triangle of a {plan.grid[0]} x {plan.grid[1]} grid); memory model "
