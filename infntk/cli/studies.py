@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from infntk.cli.common import (Timer, Unavailable, UsageProblem, emit_json, guarded, load_model,
-                               optional, out, parse_ints, setup_jax)
+                               optional, out, parse_ints, progress, setup_jax)
 
 CONVERGE_EPILOG = """[b]Examples[/b]
 
@@ -26,11 +26,13 @@ Samples finite networks at each width (hidden Dense/Conv widths are replaced) ov
 
 STUDY_EPILOG = """[b]Examples[/b]
 
-  infntk study eigenfunctions "Dense(512) >> Relu() >> Dense(1)" --data digits
+  infntk study linearization --quick
 
-  infntk study alignment "Dense(512) >> Erf() >> Dense(1)" --data iris --widths 64,512
+  infntk study eigenfunctions --arch mlp --out runs/eigen
 
-  infntk study linearization "Dense(512) >> Relu() >> Dense(1)" --data iris --width 1024 --out runs/lin
+  infntk study alignment --arch cnn --epochs 20 --out runs/align --json
+
+Reproductions of Ortiz-Jimenez, Moosavi-Dezfooli & Frossard (NeurIPS 2021) on scikit-learn digits: eigenfunctions (NTK eigenfunction tasks, network vs linearization accuracy against eigen-index), alignment (kernel-target alignment of the NTK during training), linearization (network vs its linearization at init and at the trained weights). The report (JSON) and a plot go to --out.
 """
 
 
@@ -70,7 +72,7 @@ def _prepare_out(path: Optional[str], force: bool) -> Optional[str]:
     return path
 
 
-def _report(name: str, result, seconds: float, as_json: bool):
+def _report(name: str, result, seconds: float, as_json: bool, out_path: Optional[str] = None):
     if hasattr(result, "to_dict"):
         result = result.to_dict()
     elif hasattr(result, "_asdict"):
@@ -82,16 +84,26 @@ def _report(name: str, result, seconds: float, as_json: bool):
     if as_json:
         emit_json({"ok": True, "study": name, "seconds": round(seconds, 3), "result": result})
         return
-    summary = getattr(result, "summary", None)
-    if callable(summary):
-        out.print(summary(), markup=False)
-    elif isinstance(result, dict):
-        from rich.pretty import Pretty
-
-        out.print(f"[b]{name}[/b] ({seconds:.1f}s)")
-        out.print(Pretty(result, max_length=20, max_string=200))
-    elif result is not None:
+    if not isinstance(result, dict):
         out.print(str(result), markup=False)
+        return
+    from rich.table import Table
+
+    title = f"{name} study: {result.get('model', '')}  ({seconds:.1f}s)"
+    table = Table(title=title, title_justify="left")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for section in ("summary", "test_acc", "train_acc"):
+        for k, v in (result.get(section) or {}).items():
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            elif isinstance(v, (list, tuple)):
+                v = ", ".join(str(e) for e in v) or "-"
+            table.add_row(f"{section}.{k}" if section != "summary" else k, str(v))
+    out.print(table)
+    if out_path:
+        files = ", ".join(sorted(os.listdir(out_path))) or "nothing"
+        out.print(f"wrote {files} to {out_path}", markup=False)
 
 
 def converge(
@@ -120,31 +132,43 @@ def converge(
         _report("convergence", res, timer.seconds, as_json)
 
 
+#: Tiny sizes for a smoke run (``--quick``), as in ``python -m infntk.studies --quick``.
+QUICK = dict(n_train=60, n_test=60, epochs=2, width=16)
+
+
 def _make_study(name: str, help_text: str):
     def command(
-        arch: str = typer.Argument(..., help="Architecture string."),
-        data: str = typer.Option("iris", "--data", "-d", help="Data source."),
-        limit: Optional[int] = typer.Option(None, "--limit", "-n", min=2, help="Use the first N samples."),
-        width: Optional[int] = typer.Option(None, "--width", "-w", min=1, help="Hidden width of the finite network."),
-        widths: Optional[str] = typer.Option(None, "--widths", help="Several hidden widths, e.g. 64,512."),
-        seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Networks sampled per width."),
-        out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Directory for the report and plots."),
+        arch: str = typer.Option("mlp", "--arch", "-a",
+                                 help="The study's network: mlp (2 hidden Dense+Relu) or cnn (2 Conv+Relu, Flatten)."),
+        out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Directory for the JSON report and plot."),
         force: bool = typer.Option(False, "--force", "-f", help="Write into a non-empty --out."),
-        dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+        quick: bool = typer.Option(False, "--quick", help="Tiny sizes: a smoke run in seconds."),
+        n_train: Optional[int] = typer.Option(None, "--n-train", min=1, help="Training digits."),
+        n_test: Optional[int] = typer.Option(None, "--n-test", min=1, help="Test digits."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs."),
+        width: Optional[int] = typer.Option(None, "--width", "-w", min=1, help="Hidden width."),
+        lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
         as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ):
         with guarded(as_json):
+            if arch not in ("mlp", "cnn"):
+                raise UsageProblem(f"--arch must be mlp or cnn for the {name} study, got {arch!r}")
             setup_jax(dtype)
-            desc, model, text = load_model(arch, width)
-            fn = _study_fn(name)
-            from infntk.cli.common import load_data
-
-            ds = load_data(data, desc, None, limit, quiet=as_json)
+            fn = _study_fn(name, names=(f"run_{name}",))
             out_path = _prepare_out(out_dir, force)
-            with Timer() as timer:
-                res = _call(fn, arch=text, model=model, x=ds.x, y=ds.y,
-                            widths=parse_ints(widths, "--widths"), seeds=seeds, out=out_path)
-            _report(name, res, timer.seconds, as_json)
+            kw = dict(QUICK) if quick else {}
+            for k, v in (("n_train", n_train), ("n_test", n_test), ("epochs", epochs),
+                         ("width", width), ("lr", lr)):
+                if v is not None:
+                    kw[k] = v
+            if name == "eigenfunctions" and quick:
+                kw["ks"] = (2, 3, 5)
+            with progress(not as_json) as bar, Timer() as timer:
+                bar.add_task(f"{name} study ({arch})", total=None)
+                res = _call(fn, arch=arch, out_dir=out_path, seed=seed, **kw)
+            _report(name, res, timer.seconds, as_json, out_path)
 
     command.__doc__ = help_text
     command.__name__ = name

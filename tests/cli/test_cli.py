@@ -209,3 +209,29 @@ def test_computation_failure_exits_1(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "RuntimeError: device lost" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------ studies, demo
+
+def test_study_smoke(tmp_path):
+    out = tmp_path / "lin"
+    p = infntk("study", "linearization", "--quick", "--n-train", "20", "--n-test", "20",
+               "--epochs", "1", "--width", "4", "--out", str(out), "--json", check=0)
+    r = json.loads(p.stdout)
+    assert r["ok"] and r["study"] == "linearization"
+    acc = r["result"]["test_acc"]
+    assert set(acc) >= {"network", "linear_at_init", "linear_at_trained"}
+    assert all(0 <= v <= 1 for v in acc.values())
+    assert (out / "linearization_mlp.json").exists()
+    # the directory is not empty now: refused without --force, before any work
+    p = infntk("study", "linearization", "--quick", "--out", str(out), check=2)
+    assert "--force" in p.stderr
+
+
+def test_converge_says_when_unavailable():
+    import importlib.util
+    if importlib.util.find_spec("infntk.studies.convergence") is not None:
+        pytest.skip("infntk.studies.convergence is present in this build")
+    p = infntk("converge", MLP, "--widths", "8,16", "--seeds", "2", "--json", check=1)
+    no_traceback(p)
+    assert "not available in this build" in json.loads(p.stdout)["error"]
