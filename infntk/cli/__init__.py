@@ -8,15 +8,17 @@ command line (or ``INFNTK_DEBUG=1``) shows tracebacks.
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
+from typer.exceptions import TyperException
 
 from infntk.cli import demo as _demo
 from infntk.cli import describe as _describe
 from infntk.cli import kernel as _kernel
 from infntk.cli import predict as _predict
 from infntk.cli import studies as _studies
-from infntk.cli.common import state
+from infntk.cli.common import err, state
 
 __all__ = ["app", "main"]
 
@@ -71,4 +73,20 @@ def main(argv=None) -> None:
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
         state.debug = True
-    app(args=args, prog_name="infntk")
+    try:
+        rv = app(args=args, prog_name="infntk", standalone_mode=False)
+    except TyperException as e:  # click usage errors: one line, exit 2
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            sys.exit(2)
+        if state.debug:
+            traceback.print_exc()
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        msg = " ".join(e.format_message().split())
+        err.print(f"infntk: error: {msg}{where}", markup=False, highlight=False)
+        sys.exit(getattr(e, "exit_code", 2) or 2)
+    except typer.Abort:
+        err.print("infntk: aborted")
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
