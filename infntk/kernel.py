@@ -124,7 +124,9 @@ class Kernel:
         The NTK of the inputs is zero (they carry no parameters).
         """
         nngp = _outer(x1, x1 if x2 is None else x2, diagonal_spatial)
-        cov1 = _self_outer(x1, diagonal_spatial)
+        # with x2 = x1 the variances are read off nngp's batch diagonal, bit for bit, so that every
+        # later layer sees correlation exactly 1 there (arc-cosine duals are sqrt-sensitive at 1)
+        cov1 = batch_diagonal(nngp) if x2 is None else _self_outer(x1, diagonal_spatial)
         cov2 = None if x2 is None else _self_outer(x2, diagonal_spatial)
         ntk = jnp.zeros_like(nngp) if compute_ntk else None
         return cls(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
@@ -143,7 +145,7 @@ def _outer(x1: Array, x2: Array, diagonal_spatial: bool) -> Array:
     if diagonal_spatial or d == 0:
         spec = f"n{s1}z,m{s1}z->nm{s1}"
     else:
-        s2 = _letters(d, 10)
+        s2 = _letters(d, 6)
         out = "".join(a + b for a, b in zip(s1, s2))
         spec = f"n{s1}z,m{s2}z->nm{out}"
     return jnp.einsum(spec, x1, x2, precision=jax.lax.Precision.HIGHEST) / x1.shape[-1]
@@ -154,7 +156,7 @@ def _self_outer(x: Array, diagonal_spatial: bool) -> Array:
     s1 = _letters(d, 0)
     if diagonal_spatial or d == 0:
         return jnp.einsum(f"n{s1}z,n{s1}z->n{s1}", x, x, precision=jax.lax.Precision.HIGHEST) / x.shape[-1]
-    s2 = _letters(d, 10)
+    s2 = _letters(d, 6)
     out = "".join(a + b for a, b in zip(s1, s2))
     return jnp.einsum(f"n{s1}z,n{s2}z->n{out}", x, x, precision=jax.lax.Precision.HIGHEST) / x.shape[-1]
 
@@ -199,3 +201,8 @@ def diagonalized(k: "Kernel") -> "Kernel":
         ntk=None if k.ntk is None else _diagonal_of(k.ntk, d, 2, False),
         cov1=k.variance1(), cov2=None if k.cov2 is None else k.variance2(),
         pre=None if k.pre is None else diagonalized(k.pre), diagonal_spatial=True)
+
+
+def batch_diagonal(a: Array) -> Array:
+    """``a[n, n, ...]`` for every ``n``: the batch diagonal of an ``(N, N, ...)`` covariance."""
+    return jnp.moveaxis(jnp.diagonal(a, axis1=0, axis2=1), -1, 0)

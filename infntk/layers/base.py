@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import functools
 import dataclasses
 from typing import Any, Optional, Sequence, Union
 
@@ -66,7 +67,8 @@ class Layer:
 
     def init(self, key, input_shape: Shape):
         """Finite-width parameters: ``(output_shape, params)``."""
-        return self.output_shape(tuple(input_shape)), ()
+        shape = input_shape if isinstance(input_shape, list) else tuple(input_shape)
+        return self.output_shape(shape), ()
 
     def apply(self, params, x, **kwargs):
         raise NotImplementedError
@@ -103,24 +105,34 @@ class Layer:
     def input_kernel(self, x1, x2=None, get: Get = ("nngp", "ntk")) -> Kernel:
         """The kernel state of the raw inputs, in the layout this model needs."""
         x1, x2 = self._check_inputs(x1, x2)
-        self.output_shape(tuple(x1.shape))           # validates the whole architecture
-        if x2 is not None:
-            self.output_shape(tuple(x2.shape))
+        return self._input_kernel(x1, x2, get)
+
+    def _input_kernel(self, x1, x2, get: Get) -> Kernel:
         spatial = x1.ndim > 2
         full = spatial and self.needs_full(spatial_output(self, x1.shape))
         names = _get_names(get)
         return Kernel.from_inputs(x1, x2, diagonal_spatial=not full,
                                   compute_ntk="ntk" in names or get is None)
 
+    def kernel_map_model(self, k: Kernel) -> Kernel:
+        """``kernel_map`` of this layer as a whole model (composite layers trim layouts here)."""
+        return self.kernel_map(k)
+
     def kernel(self, x1, x2=None, get: Get = None):
         r"""Exact infinite-width kernels between ``x1`` and ``x2`` (``None``: ``x2 = x1``).
 
         ``get`` is ``'nngp'`` or ``'ntk'`` (returns the array), a tuple of names (returns a
         named tuple with those fields), or ``None`` (returns the full :class:`Kernel` state).
-        Jit with ``jax.jit(model.kernel, static_argnames='get')``.
+        The whole recursion is compiled once per model, ``get`` and input shapes; it also runs
+        under a caller's ``jax.jit(model.kernel, static_argnames='get')``.
         """
-        k = self.kernel_map(self.input_kernel(x1, x2, get))
-        return _select(k, get)
+        x1, x2 = self._check_inputs(x1, x2)
+        self.output_shape(tuple(x1.shape))            # validates the whole architecture
+        if x2 is not None:
+            self.output_shape(tuple(x2.shape))
+        get_key = get if (get is None or isinstance(get, str)) else tuple(get)
+        _get_names(get_key)
+        return _compiled_kernel(self, get_key)(x1, x2)
 
     def _check_inputs(self, x1, x2):
         xs = []
@@ -150,6 +162,13 @@ class Layer:
                 dt = jnp.promote_types(x1.dtype, x2.dtype)
                 x1, x2 = x1.astype(dt), x2.astype(dt)
         return x1, x2
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_kernel(layer: Layer, get):
+    def run(x1, x2):
+        return _select(layer.kernel_map_model(layer._input_kernel(x1, x2, get)), get)
+    return jax.jit(run)
 
 
 def spatial_output(layer: Layer, input_shape: Shape) -> bool:
@@ -214,10 +233,13 @@ def check_positive_int(value, name: str, where: str) -> int:
 def check_int_tuple(value, name: str, where: str, length: Optional[int] = None) -> tuple:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
+    bad = InfntkError(f"{where}: {name} must be a tuple of positive integers, got {value!r}.")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise bad
     try:
         out = tuple(check_positive_int(v, name, where) for v in value)
-    except TypeError:
-        raise InfntkError(f"{where}: {name} must be a tuple of positive integers, got {value!r}.") from None
+    except InfntkError:
+        raise bad from None
     if not out:
         raise InfntkError(f"{where}: {name} must not be empty.")
     if length is not None and len(out) != length:

@@ -87,6 +87,9 @@ class Serial(Layer):
             out_full = layer.needs_full(out_full)
         return out_full
 
+    def kernel_map_model(self, k):
+        return self.kernel_map(k, trim=True)
+
     def kernel_map(self, k, *, trim: bool = False):
         need = None
         if trim and not isinstance(k, list):
@@ -108,9 +111,6 @@ class Serial(Layer):
                 k = _with_position(i, layer, lambda: layer.kernel_map(k))
         return k
 
-    def kernel(self, x1, x2=None, get=None):
-        from .base import _select
-        return _select(self.kernel_map(self.input_kernel(x1, x2, get), trim=True), get)
 
 
 @frozen

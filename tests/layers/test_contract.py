@@ -1,0 +1,113 @@
+"""The generic contract every registered layer satisfies (see registry.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from .registry import REGISTRY
+
+NAMES = sorted(REGISTRY)
+
+
+def inputs(shape, seed=0):
+    x = jax.random.normal(jax.random.PRNGKey(seed), shape, dtype=jnp.float64)
+    return x
+
+
+# Comparisons at correlation exactly 1 (x2 = x1 vs x2 = None; nngp(x, x) vs the reported
+# variance): the two sides compute rho = q12 / sqrt(q11 q22) from different roundings, |drho| ~ a few
+# ulp, and arc-cosine duals have a square-root branch point at rho = 1, so they move by
+# O(sqrt(|drho|)) ~ 1e-8 in float64. This is the conditioning of the problem, not an error budget.
+RHO1_RTOL = 1e-7   # ~ 7 sqrt(eps)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_init_shape_matches_apply(name):
+    model, shape = REGISTRY[name]
+    out_shape, params = model.init(jax.random.PRNGKey(1), shape)
+    y = model.apply(params, inputs(shape))
+    assert tuple(y.shape) == tuple(out_shape)
+    assert tuple(model.output_shape(shape)) == tuple(out_shape)
+    assert bool(jnp.all(jnp.isfinite(y)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kernel_symmetric_under_swap(name):
+    model, shape = REGISTRY[name]
+    x1, x2 = inputs(shape, 2), inputs((shape[0] + 1,) + shape[1:], 3)
+    k12 = model.kernel(x1, x2, get=("nngp", "ntk"))
+    k21 = model.kernel(x2, x1, get=("nngp", "ntk"))
+    d = k12.nngp.ndim - 2
+    # swapping inputs transposes the batch pair and every interleaved position pair
+    perm = [1, 0] + [a for i in range(d // 2) for a in (3 + 2 * i, 2 + 2 * i)] if d and d % 2 == 0 and \
+        k12.nngp.shape[2:] != k21.nngp.shape[2:] else None
+    for a, b in ((k12.nngp, k21.nngp), (k12.ntk, k21.ntk)):
+        if a.ndim == 2:
+            np.testing.assert_allclose(a, b.T, rtol=1e-12, atol=1e-12)
+        else:
+            # full layout (N1, N2, S1, S1', ...): swap batch and every position pair
+            nd = (a.ndim - 2)
+            full = model.input_kernel(x1, x2).diagonal_spatial is False
+            if full:
+                perm = [1, 0] + [2 + 2 * i + j for i in range(nd // 2) for j in (1, 0)]
+            else:
+                perm = [1, 0] + list(range(2, a.ndim))
+            np.testing.assert_allclose(a, jnp.transpose(b, perm), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_x2_none_equals_x2_x1(name):
+    model, shape = REGISTRY[name]
+    x = inputs(shape, 4)
+    a = model.kernel(x, None, get=("nngp", "ntk"))
+    b = model.kernel(x, x, get=("nngp", "ntk"))
+    np.testing.assert_allclose(a.nngp, b.nngp, rtol=RHO1_RTOL, atol=1e-12)
+    np.testing.assert_allclose(a.ntk, b.ntk, rtol=RHO1_RTOL, atol=1e-12)
+
+
+def gram(a):
+    """(N, N, ...) -> a square matrix over (input, position) pairs for the full layout."""
+    n = a.shape[0]
+    if a.ndim == 2:
+        return a
+    nd = (a.ndim - 2) // 2
+    perm = [0] + [2 + 2 * i for i in range(nd)] + [1] + [3 + 2 * i for i in range(nd)]
+    b = jnp.transpose(a, perm)
+    m = int(np.prod(b.shape[: 1 + nd]))
+    return b.reshape(m, m)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gram_psd_and_diagonal_matches_reported_variance(name):
+    model, shape = REGISTRY[name]
+    x = inputs(shape, 5)
+    k = model.kernel(x, None, get=None)
+    n = shape[0]
+    for mat in (k.nngp, k.ntk):
+        if mat.ndim > 2 and k.diagonal_spatial:
+            # diagonal layout: each position separately is a Gram matrix over inputs
+            mats = [mat[(slice(None), slice(None)) + idx] for idx in np.ndindex(*mat.shape[2:])]
+        else:
+            mats = [gram(mat)]
+        for g in mats:
+            g = np.asarray(g)
+            np.testing.assert_allclose(g, g.T, rtol=1e-10, atol=1e-12)
+            ev = np.linalg.eigvalsh((g + g.T) / 2)
+            assert ev.min() >= -1e-9 * max(1.0, abs(ev).max()), ev
+    # the batch diagonal of nngp(x, x) is the per-input covariance the state reports (the two are
+    # computed from the same inputs, but XLA may fuse them differently: see RHO1_RTOL)
+    diag = jnp.stack([k.nngp[i, i] for i in range(n)])
+    np.testing.assert_allclose(diag, k.cov1, rtol=RHO1_RTOL, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_and_float32(name):
+    model, shape = REGISTRY[name]
+    x = inputs(shape, 6)
+    f = jax.jit(model.kernel, static_argnames="get")
+    a = f(x, None, get="ntk")
+    b = model.kernel(x, None, get="ntk")
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    c = model.kernel(x.astype(jnp.float32), None, get="ntk")
+    assert c.dtype == jnp.float32
+    np.testing.assert_allclose(c, b, rtol=2e-3, atol=1e-4 * float(jnp.abs(b).max()))

@@ -1,0 +1,104 @@
+"""Bad input gets a clear InfntkError naming the layer and the problem."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import infntk as nk
+from infntk import stax
+
+
+def raises(match):
+    return pytest.raises(nk.InfntkError, match=match)
+
+
+def test_feature_size_mismatch_between_x1_and_x2():
+    model = nk.Dense(3) >> nk.Relu() >> nk.Dense(1)
+    with raises(r"x1 \(2, 3\) and x2 \(2, 4\).*feature-size mismatch"):
+        model.kernel(jnp.ones((2, 3)), jnp.ones((2, 4)))
+
+
+def test_conv_given_inputs_without_spatial_axes():
+    with raises(r"layer #0 Conv\(4, \(3, 3\).*without spatial axes"):
+        (nk.Conv(4, (3, 3)) >> nk.Flatten()).kernel(jnp.ones((2, 5)))
+
+
+def test_branches_with_mismatched_shapes_in_sum():
+    with raises(r"branches must produce the same shape.*\(2, 3\).*\(2, 4\)"):
+        (nk.Dense(3) + nk.Dense(4)).kernel(jnp.ones((2, 5)))
+
+
+def test_unknown_padding_name():
+    with raises(r"Conv\(4, \(3, 3\)\): unknown padding 'FULL'"):
+        nk.Conv(4, (3, 3), padding="FULL")
+    with raises(r"AvgPool.*unknown padding 'valid2'"):
+        nk.AvgPool((2, 2), padding="valid2")
+
+
+def test_negative_W_std_and_b_std():
+    with raises(r"Dense\(3\): W_std must be finite and non-negative, got -1.0"):
+        nk.Dense(3, W_std=-1.0)
+    with raises(r"b_std must be finite and non-negative"):
+        nk.Conv(3, (2,), b_std=-0.1)
+    with raises(r"W_std must be finite"):
+        nk.Dense(3, W_std=float("nan"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_inputs(bad):
+    x = np.ones((3, 4))
+    x[1, 2] = bad
+    with raises(r"x1 contains 1 NaN or infinite value"):
+        (nk.Dense(3) >> nk.Relu()).kernel(x)
+    with raises(r"x2 contains 1 NaN or infinite value"):
+        nk.Dense(3).kernel(np.ones((2, 4)), x)
+
+
+def test_stride_or_window_larger_than_input():
+    with raises(r"filter \(5, 5\) is larger than the input's spatial shape \(4, 4\)"):
+        (nk.Conv(2, (5, 5)) >> nk.Flatten()).kernel(jnp.ones((1, 4, 4, 1)))
+    with raises(r"window \(3, 3\) is larger than the input's spatial shape \(2, 2\)"):
+        nk.AvgPool((3, 3)).kernel(jnp.ones((1, 2, 2, 1)))
+
+
+def test_error_names_the_position_in_a_deep_model():
+    model = nk.Dense(4) >> nk.Relu() >> nk.Conv(2, (2, 2)) >> nk.Flatten()
+    with raises(r"^layer #2 Conv\(2, \(2, 2\)"):
+        model.kernel(jnp.ones((2, 3)))
+
+
+def test_layer_that_cannot_follow_another():
+    # an activation after pooling of nonlinear features: neither Gaussian nor elementwise of one
+    model = nk.Conv(2, (2, 2)) >> nk.Relu() >> nk.AvgPool((2, 2)) >> nk.Erf() >> nk.Flatten()
+    with raises(r"Erf.*neither Gaussian nor an elementwise function"):
+        model.kernel(jnp.ones((1, 4, 4, 1)))
+
+
+def test_bad_constructor_arguments():
+    with raises(r"out_dim must be a positive integer"):
+        nk.Dense(0)
+    with raises(r"filter_shape must be a tuple of positive integers"):
+        nk.Conv(2, "abc")
+    with raises(r"strides must have 2 entries"):
+        nk.Conv(2, (3, 3), strides=(1,))
+    with raises(r"unknown parameterization 'mup'"):
+        nk.Dense(2, parameterization="mup")
+    with raises(r"degree must be a non-negative integer"):
+        nk.Monomial(-1)
+    with raises(r"channel axis"):
+        nk.LayerNorm(axis=1).kernel(jnp.ones((2, 3, 3, 2)))
+    with raises(r"unknown get='nngpp'"):
+        nk.Dense(2).kernel(jnp.ones((2, 3)), get="nngpp")
+    with raises(r"both sides must be infntk layers"):
+        nk.Dense(2) >> (lambda x: x)
+
+
+def test_stax_facade_rejects_unsupported_axes():
+    with raises(r"only batch_axis=0 and channel_axis=-1"):
+        stax.Dense(3, channel_axis=1)
+
+
+def test_errors_are_value_errors_without_jax_traces():
+    try:
+        nk.Dense(3).kernel(jnp.ones((2, 3)), jnp.ones((2, 4)))
+    except ValueError as e:
+        assert "Traceback" not in str(e) and "jax" not in str(e).lower()
