@@ -18,7 +18,8 @@ covariance of a convolutional kernel), :math:`\beta` per input row (the inputs a
    probe tiles of :math:`n = p, 2p, 4p` rows (arguments + outputs + temporaries, or the reported peak
    if larger), fitted by least squares to :math:`\alpha n^2 + 2\beta n + \gamma`.
 3. ``source='jaxpr'`` (when the backend reports no memory analysis): the same fit on an upper bound
-   read from ``jax.make_jaxpr`` -- inputs + outputs + the largest intermediate, times 3.
+   read from ``jax.make_jaxpr`` -- inputs + outputs + every intermediate (nested jaxprs included),
+   as if nothing were ever freed.
 
 With ``in_flight`` tiles live per device (dispatch of the next tile overlaps the transfer of the
 previous one) the tile side :math:`t` is the largest with
@@ -155,26 +156,50 @@ def estimate_memory(model, x1, x2, get, dtype, probe: int = 8) -> MemoryModel:
     mems, source = [], "compiled"
     for n in sizes:
         a = jax.ShapeDtypeStruct((n,) + feat, dtype)
-        mem = None
-        try:
-            stats = fn.lower(a, a).compile().memory_analysis()
-        except Exception:  # noqa: BLE001 -- backends without memory analysis
-            stats = None
-        if isinstance(stats, (list, tuple)):  # some jax versions: one entry per device
-            stats = stats[0] if stats else None
-        if stats is not None:
-            total = (
-                stats.argument_size_in_bytes
-                + stats.output_size_in_bytes
-                + stats.temp_size_in_bytes
-                - getattr(stats, "alias_size_in_bytes", 0)
-            )
-            mem = max(total, getattr(stats, "peak_memory_in_bytes", 0) or 0)
+        mem = _compiled_bytes(fn, a)
         if not mem:
             source = "jaxpr"
             mem = _jaxpr_bound(fn, a)
         mems.append(mem)
     return _fit(sizes, mems, out_pair, row_bytes, source)
+
+
+def _compiled_bytes(fn, a):
+    """XLA's memory analysis of ``fn(a, a)``: arguments + outputs + temporaries (or the reported
+    peak if larger); None where the backend gives none."""
+    try:
+        stats = fn.lower(a, a).compile().memory_analysis()
+    except Exception:  # noqa: BLE001 -- backends without memory analysis
+        return None
+    if isinstance(stats, (list, tuple)):  # some jax versions: one entry per device
+        stats = stats[0] if stats else None
+    if stats is None:
+        return None
+    total = (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - getattr(stats, "alias_size_in_bytes", 0)
+    )
+    return max(total, getattr(stats, "peak_memory_in_bytes", 0) or 0) or None
+
+
+def _sub_jaxprs(eqn):
+    """Jaxprs nested in an equation's parameters (jit, scan, cond branches, custom rules...)."""
+    for v in eqn.params.values():
+        for u in v if isinstance(v, (list, tuple)) else (v,):
+            inner = getattr(u, "jaxpr", u)  # ClosedJaxpr -> Jaxpr
+            if hasattr(inner, "eqns"):
+                yield inner
+
+
+def _all_vars(jaxpr, nbytes) -> int:
+    total = 0
+    for e in jaxpr.eqns:
+        total += sum(nbytes(v) for v in e.outvars)
+        for sub in _sub_jaxprs(e):
+            total += _all_vars(sub, nbytes)
+    return total
 
 
 def _jaxpr_bound(fn, a) -> int:
@@ -188,8 +213,7 @@ def _jaxpr_bound(fn, a) -> int:
         return int(np.prod(shape, dtype=np.int64)) * np.dtype(aval.dtype).itemsize
 
     io = sum(nbytes(v) for v in jaxpr.jaxpr.invars) + sum(nbytes(v) for v in jaxpr.jaxpr.outvars)
-    largest = max((nbytes(v) for e in jaxpr.jaxpr.eqns for v in e.outvars), default=0)
-    return io + 3 * largest
+    return io + _all_vars(jaxpr.jaxpr, nbytes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,3 +84,15 @@ def test_bad_input():
 
     with pytest.raises(InfntkError, match="shape"):
         kernel_matrix(PerPosition(), x, get="nngp", tile=4, progress=False)
+
+
+def test_infntk_model():
+    nk = pytest.importorskip("infntk")
+    if not hasattr(nk, "Dense"):
+        pytest.skip("core layers not available")
+    m = nk.Dense(512, W_std=1.5, b_std=0.05) >> nk.Relu() >> nk.Dense(1, W_std=1.5, b_std=0.05)
+    x = inputs(30, (5,))
+    k = kernel_matrix(m, x, tile=8, progress=False)
+    ref = m.kernel(x, None, get=("nngp", "ntk"))
+    assert_close_to_direct(k.nngp, ref.nngp)
+    assert_close_to_direct(k.ntk, ref.ntk)
