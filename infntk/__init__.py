@@ -20,5 +20,9 @@ from .layers import (ABRelu, Abs, Activation, AvgPool, Concat, Conv, Cos, Dense,
 from . import stax
 
 # -- modules owned by other parts of the library (one line each) --------------------------------
+from . import predict
+from .empirical import empirical_kernel_fn, empirical_nngp_fn, empirical_ntk_fn
+from .linearize import linearize, taylor_expand
+from .tiling import kernel_matrix
 
 __version__ = "0.1.0"
