@@ -147,7 +147,7 @@ def main():
         projection = [
             f"Projection to all 1797 images ({full:,} computed entries per kernel) at the throughputs above: "
             + "; ".join(f"{name}: {full / c / 3600:,.1f} h" for name, t, c, d, r, res in rows)
-            + " (compilation amortised; the per-pair cost of this conv kernel dominates).",
+            + " (compilation included in those throughputs, so an upper estimate; the per-pair cost of this conv kernel dominates).",
             "",
         ]
     lines = [
@@ -156,7 +156,7 @@ def main():
         "Model: `4 x [Conv(256, (3, 3), SAME) >> Relu] >> GlobalAvgPool >> Dense(1)`, W_std=1.5, "
         "b_std=0.05, NTK parameterization; float64.",
         f"Data: {args.n} digits images 8x8x1 (scikit-learn), pixels/16. Kernels: {', '.join(GET)} "
-        f"({plan.shape[0]} x {plan.shape[1]} each; {dense_mib:,.0f} MiB together as dense float64).",
+        f"({plan.shape[0]} x {plan.shape[1]} each; {dense_mib:,.1f} MiB together as dense float64).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} "
         f"({jax.default_backend()}), Python {platform.python_version()}; 1-minute load average "
         f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other processes on the "
