@@ -33,7 +33,7 @@ from infntk.errors import InfntkError
 from infntk.tiling import store as store_mod
 from infntk.tiling.gram import StoredGram
 from infntk.tiling.local import run_local, x64_enabled
-from infntk.tiling.plan import TilePlan, plan_tiles
+from infntk.tiling.plan import plan_tiles
 
 
 def _version() -> str:
@@ -88,7 +88,7 @@ def _as_inputs(x1, x2, dt):
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled, total, done, entries_done):
+def _progress_bar(enabled, total, done):
     """Yields ``advance(entries)``; a rich progress bar on stderr when enabled and rich is there."""
     bar = None
     if enabled:
@@ -203,7 +203,7 @@ def kernel_matrix(
                 if t.mirror:
                     out[n][t.c0:t.c1, t.r0:t.r1] = blocks[n].T
 
-    with _progress_bar(progress, len(tiles), len(tiles) - len(todo), 0) as advance:
+    with _progress_bar(progress, len(tiles), len(tiles) - len(todo)) as advance:
         def sink(t, blocks):
             write(t, blocks)
             advance(t.entries)
@@ -224,4 +224,4 @@ def kernel_matrix(
     return collections.namedtuple("Gram", names)(*(res[n] for n in names))
 
 
-__all__ = ["kernel_matrix", "TilePlan"]
+__all__ = ["kernel_matrix"]
