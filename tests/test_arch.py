@@ -341,3 +341,33 @@ def test_fuzz_mutated_trees(d, pos, junk):
         parse(text[:pos] + junk + text[pos:])
     except ArchSyntaxError as e:
         assert "bad architecture" in str(e)
+
+
+def test_whitelist_is_the_public_layer_set():
+    import infntk
+    missing = [n for n in A.LAYERS if not callable(getattr(infntk, n, None))]
+    assert missing == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(descs)
+def test_fuzz_build_with_real_layers(d):
+    """Random arguments to the real layers: a model or an ArchSyntaxError, nothing else."""
+    text = to_string(d)
+    try:
+        model = A.parse_model(text)
+    except ArchSyntaxError as e:
+        assert str(e).startswith("bad architecture: ")
+        return
+    assert hasattr(model, "kernel")
+
+
+def test_parse_model_real_layers():
+    import infntk as nk
+    m = A.parse_model("Dense(8, W_std=1.5) >> Relu() >> Dense(1)")
+    assert m == nk.Dense(8, W_std=1.5) >> nk.Relu() >> nk.Dense(1)
+    m = A.parse_model("Dense(512) >> Relu() >> Dense(1)", width=16)
+    assert m == nk.Dense(16) >> nk.Relu() >> nk.Dense(1)
+    with pytest.raises(ArchSyntaxError, match=r"Dense.*out_dim") as e:
+        A.parse_model("Dense(0) >> Relu()")
+    assert caret_column(str(e.value))[0] == 0
