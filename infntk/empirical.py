@@ -715,11 +715,12 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
     Model (N examples per side, K outputs per example, |P| parameters, F forward
     FLOPs per example, a reverse pass ~ 3F):
 
-    * jacobian_contraction: :math:`3 F K (N_1+N_2) + N_1 N_2 K^2 |P|`;
+    * jacobian_contraction: :math:`3 F K (N_1+N_2) + N_1 N_2 K^2 |P|` (one side
+      only when ``x2 is None``);
       memory :math:`(N_1+N_2) K |P|`.
     * ntk_vector_products: :math:`3 F K N_2 + 3 F K N_1 N_2`;
       memory :math:`N_2 K |P|`.
-    * structured: :math:`3 F K (N_1+N_2)` plus, per tapped leaf, the optimal
+    * structured: :math:`2 F K (N_1+N_2)` (cotangents only) plus, per tapped leaf, the optimal
       ``opt_einsum`` cost of the four-factor contraction; memory of the factors.
 
     Returns ``{name: {'flops': float, 'bytes': float}}``.
@@ -738,9 +739,10 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
     fwd = _forward_flops(pb, x1) / max(n1, 1)
     lab = _Labels(o1, o2, trace_axes, diagonal_axes)
     kk = k * k / max(lab.size, 1) if lab.size > 1 else k * k
+    sides = n1 if x2 is None else n1 + n2  # x2=None: one set of derivatives
     res = {
         "jacobian_contraction": {
-            "flops": 3 * fwd * k * (n1 + n2) + n1 * n2 * kk * n_p,
+            "flops": 3 * fwd * k * sides + n1 * n2 * kk * n_p,
             "bytes": (n1 + n2) * k * n_p * item},
         "ntk_vector_products": {
             "flops": 3 * fwd * k * n2 + 3 * fwd * k * n1 * n2,
@@ -755,7 +757,8 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
             return _single_array(f(tree_unflatten(treedef, ls), x, **apply_fn_kwargs),
                                  "ntk_cost_model")
         st = _Structured(g, leaves, x0)
-        fl, by = 3 * fwd * k * (n1 + n2), 0.0
+        # cotangents only (no weight gradients): ~ 2 forward passes per output.
+        fl, by = 2 * fwd * k * sides, 0.0
         for t in st.taps:
             y_roles, h_roles = st.term_specs(t.leaf)
             if t.kind == "leaf":
@@ -809,6 +812,15 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
 # ---------------------------------------------------------------------------
 # Public API.
 # ---------------------------------------------------------------------------
+
+_BYTE_WEIGHT = 4.0
+"""FLOP-equivalents per byte of working memory in the 'auto' score (memory traffic)."""
+
+
+def _score(cost: dict) -> float:
+    """'auto' ranks implementations by FLOPs plus a memory-traffic term."""
+    return cost["flops"] + _BYTE_WEIGHT * cost["bytes"]
+
 
 def _batch_sizes(cost: dict, n1: int, n2: int, memory_budget: Optional[float]):
     if memory_budget is None or cost["bytes"] <= memory_budget:
@@ -881,7 +893,7 @@ def empirical_ntk_fn(
                                                   diagonal_axes, vmap_axes, **apply_fn_kwargs)
             costs = cache[shape_key]
         if impl == NtkImplementation.AUTO:
-            name = min(costs, key=lambda n: costs[n]["flops"])
+            name = min(costs, key=lambda n: _score(costs[n]))
             choice = _NAMES[name]
         kw_keys = tuple(sorted(apply_fn_kwargs))
 
