@@ -118,6 +118,11 @@ class Layer:
         """``kernel_map`` of this layer as a whole model (composite layers trim layouts here)."""
         return self.kernel_map(k)
 
+    def recursion(self, **kwargs):
+        """The symbolic kernel recursion of this model (see :mod:`infntk.recursion`)."""
+        from ..recursion import recursion
+        return recursion(self, **kwargs)
+
     def kernel(self, x1, x2=None, get: Get = None):
         r"""Exact infinite-width kernels between ``x1`` and ``x2`` (``None``: ``x2 = x1``).
 
