@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import sympy as sp
 
-from .symbols import Q11, Q22
+from .symbols import Q11, Q12, Q22
 
 __all__ = ["compile_expr", "rewrite_stable", "safe_acos", "safe_asin", "safe_pow"]
 
@@ -89,6 +89,20 @@ def _safe_pow_jvp(p, primals, tangents):
     return safe_pow(b, p), d * t
 
 
+@jax.custom_jvp
+def safe_angle(x, y):
+    """``atan2(x, y)`` for ``x >= 0``, with ``pi/2`` at ``x = y = 0``; finite derivative there."""
+    both = (x == 0) & (y == 0)
+    return jnp.where(both, jnp.pi / 2, jnp.arctan2(x, y))
+
+
+@safe_angle.defjvp
+def _safe_angle_jvp(primals, tangents):
+    (x, y), (dx, dy) = primals, tangents
+    den = jnp.maximum(x * x + y * y, jnp.finfo(jnp.result_type(x, y)).tiny)
+    return safe_angle(x, y), (dx * y - dy * x) / den
+
+
 def variance_pow(b, p):
     """``b ** p`` (``p < 0``) for a product of variances ``b``; 0 where ``b == 0``."""
     zero = b == 0
@@ -112,6 +126,37 @@ class SafePow(sp.Function):
 
 class VariancePow(sp.Function):
     """Marker for :func:`variance_pow` (compile-time only)."""
+
+
+class SafeAngle(sp.Function):
+    """Marker for :func:`safe_angle` (compile-time only)."""
+
+
+_RHO = Q12 / sp.sqrt(Q11 * Q22)
+_ONE_M = 1 - _RHO**2
+_DET = Q11 * Q22 - Q12**2
+
+
+def _rewrite_correlation(expr):
+    r"""Angles and :math:`\sqrt{1-\rho^2}` from :math:`q_{11}q_{22} - q_{12}^2` directly.
+
+    :math:`\rho` rounds (``q12 / sqrt(q11 q22)`` is 1 - 2e-16 when it should be 1), and
+    :math:`\arccos` and :math:`\sqrt{1-\rho^2}` amplify that to ~1e-8. Instead
+    :math:`\theta = \operatorname{atan2}(\sqrt{q_{11}q_{22}-q_{12}^2}, q_{12})` and
+    :math:`\sqrt{1-\rho^2} = \sqrt{q_{11}q_{22}-q_{12}^2}/\sqrt{q_{11}q_{22}}`: both exact (0)
+    when the input has :math:`q_{12}^2 = q_{11}q_{22}`.
+    """
+    root = SafePow(_DET, sp.Rational(1, 2))
+    theta = SafeAngle(root, Q12)
+    expr = expr.xreplace({sp.acos(_RHO): theta, sp.asin(_RHO): sp.pi / 2 - theta})
+
+    def pw(e):
+        p = e.exp
+        if p.is_positive and (2 * p).is_integer:
+            return SafePow(_DET, p) * VariancePow(Q11 * Q22, -p)
+        return e
+
+    return expr.replace(lambda e: e.is_Pow and e.base == _ONE_M, pw)
 
 
 def _is_variance_monomial(b) -> bool:
@@ -138,6 +183,7 @@ def rewrite_stable(expr: sp.Expr) -> sp.Expr:
            if abs(r.p) > 2**31 or abs(r.q) > 2**31}
     if big:
         expr = expr.xreplace(big)
+    expr = _rewrite_correlation(expr)
     expr = expr.replace(lambda e: isinstance(e, sp.acos), lambda e: SafeAcos(e.args[0]))
     expr = expr.replace(lambda e: isinstance(e, sp.asin), lambda e: SafeAsin(e.args[0]))
     expr = expr.replace(lambda e: e.is_Pow and not e.exp.is_integer and e.exp.is_number
@@ -150,6 +196,7 @@ _NAMESPACE = {
     "SafeAsin": safe_asin,
     "SafePow": safe_pow,
     "VariancePow": variance_pow,
+    "SafeAngle": safe_angle,
     "erf": jsp.erf,
     "erfc": jsp.erfc,
     "erfi": None,  # filled lazily below if available
