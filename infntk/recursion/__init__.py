@@ -25,16 +25,18 @@ returns the network's ``(nngp, ntk)`` as sympy expressions in the input statisti
 makes one fused JAX function of them.
 
 Example:
-    >>> import infntk as nk
-    >>> rec = (nk.Dense(512, W_std=1.5, b_std=0.05) >> nk.Relu() >> nk.Dense(1, W_std=1.5)).recursion()
+    >>> import jax.numpy as jnp, infntk as nk
+    >>> model = nk.Dense(512, W_std=1.5, b_std=0.05) >> nk.Relu() >> nk.Dense(1, W_std=1.5)
+    >>> rec = model.recursion()
     >>> print(rec.text().splitlines()[1])
     Dense(512):  K⁽¹⁾ = σ_w²·K⁽⁰⁾ + σ_b²,  Θ⁽¹⁾ = K⁽¹⁾ + σ_w²·Θ⁽⁰⁾    where σ_w = 1.5, σ_b = 0.05
     >>> nngp, ntk = rec.closed_form()
     >>> sorted(map(str, nngp.free_symbols))
     ['xx', 'xy', 'yy']
-    >>> f = rec.compile()
-    >>> [round(float(v), 6) for v in f(1.0, 0.5, 1.0)]
-    [0.934017, 2.161051]
+    >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])      # d = 2: xx = yy = 1/2, xy = 0.3
+    >>> k_nngp, k_ntk = rec.compile()(0.5, 0.3, 0.5)
+    >>> bool(jnp.allclose(k_ntk, model.kernel(x, get="ntk")[0, 1]))
+    True
 """
 from __future__ import annotations
 

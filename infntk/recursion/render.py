@@ -5,6 +5,14 @@ Equations read like the papers -- hyperparameters first, then the state:
 ``K⁽²⁾ = T_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾)``, ``Θ⁽²⁾ = T'_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾)·Θ⁽¹⁾``, followed by the
 dual's sympy expression (or the route that computes it numerically). ``numeric=True`` substitutes
 the hyperparameters' values into the equations instead of listing them.
+
+Example:
+    >>> import infntk as nk
+    >>> rec = (nk.Conv(8, (3, 3), padding="SAME") >> nk.Flatten() >> nk.Dense(1)).recursion()
+    >>> print(text(rec, numeric=True).splitlines()[1])
+    Conv(8, (3, 3), padding='SAME'):  K⁽¹⁾ = A_{3×3,s=1,SAME}[K⁽⁰⁾],  Θ⁽¹⁾ = K⁽¹⁾ + A_{3×3,s=1,SAME}[Θ⁽⁰⁾]
+    >>> print(latex(rec).splitlines()[2].split(" &&")[0])
+    K^{(1)} &= \sigma_w^{2}\,\mathcal{A}_{3\times 3,\,s=1,\,\mathrm{SAME}}\left[K^{(0)}\right], \quad \Theta^{(1)} = K^{(1)} + \sigma_w^{2}\,\mathcal{A}_{3\times 3,\,s=1,\,\mathrm{SAME}}\left[\Theta^{(0)}\right]
 """
 from __future__ import annotations
 
@@ -15,12 +23,12 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .steps import Step
+from .steps import Step, exact
 from .symbols import LATEX_NAMES, label_latex, label_text, state_symbols
 
 __all__ = ["text", "latex", "step_text", "step_latex"]
 
-_NUMERIC = r"\text{(numeric)}"
+_NUMERIC = r"\text{(no symbolic form: computed by quadrature)}"
 _SUPDIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
@@ -115,8 +123,7 @@ def _value_text(v) -> str:
 
 
 def _subs_params(step: Step, e):
-    return sp.sympify(e).xreplace({s: (sp.Float(v) if isinstance(v, float) else sp.sympify(v))
-                                   for s, v in step.params if not isinstance(v, str)})
+    return sp.sympify(e).xreplace({s: exact(v) for s, v in step.params if not isinstance(v, str)})
 
 
 def _eqs(step: Step, numeric: bool, pr, k_name, th_name):
@@ -158,7 +165,7 @@ def step_text(step: Step, numeric: bool = False, indent: str = "") -> list:
     if step.params and not numeric:
         extras.append(", ".join(f"{s} = {_value_text(v)}" for s, v in step.params))
     for lhs, _, e in step.defs:
-        extras.append(f"{lhs} = {sp.sstr(e) if e is not None else '(numeric)'}")
+        extras.append(f"{lhs} = {sp.sstr(e) if e is not None else '(no symbolic form: computed by quadrature)'}")
     if step.note:
         extras.append(f"[{step.note}]")
     if extras:

@@ -13,6 +13,12 @@ One function, :func:`walk`, serves twice: on fresh symbols :math:`K^{(l)}, \Thet
 with named operators (:math:`T_\phi`, :math:`\mathcal A[\cdot]`, ...) it produces the printed
 recursion; on the input statistics with the duals' sympy expressions substituted it produces the
 closed form (:mod:`infntk.recursion.closed_form`).
+
+Example:
+    >>> import infntk as nk
+    >>> step = (nk.Dense(4, W_std=2.0) >> nk.Erf()).recursion()[1]
+    >>> step.kind, step.note, str(step.equations[1])
+    ('activation', 'dual: closed-form', "Eq(Θ⁽²⁾, Θ⁽¹⁾*T'_{erf(1, 1, 0)}(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾))")
 """
 from __future__ import annotations
 
@@ -236,9 +242,14 @@ def _latex_name(name: str) -> str:
         .replace("φ", r"}\phi\mathrm{") + "}"
 
 
+def _sub(name: str) -> str:
+    """``name`` as a text subscript: braced unless it is a plain identifier."""
+    return name if name.replace("_", "").isalnum() else "{" + name + "}"
+
+
 def _dual_ops(feat):
-    n = feature_name(feat)
-    ln = _latex_name(n)
+    n = _sub(feature_name(feat))
+    ln = _latex_name(feature_name(feat))
     return (operator(f"T_{n}", f"T_{{{ln}}}"), operator(f"T'_{n}", f"T'_{{{ln}}}"),
             operator(f"m_{n}", f"m_{{{ln}}}"))
 
@@ -248,15 +259,16 @@ def feature_defs(feat) -> tuple:
     if isinstance(feat, nonlinear.NormalisedFeature):
         inner = feature_defs(feat.inner)
         n = feature_name(feat.inner)
-        m = (f"m_{n}(q)", f"m_{{{_latex_name(n)}}}(q)",
+        m = (f"m_{_sub(n)}(q)", f"m_{{{_latex_name(n)}}}(q)",
              None if getattr(feat.inner, "mean", None) is None
              else sp.sympify(feat.inner.mean).xreplace({Q11: sp.Symbol("q", positive=True)}))
         return inner + (m,)
     n = feature_name(feat)
     ln = _latex_name(n)
+    n = _sub(n)
     args_t, args_l = "(q₁₁, q₁₂, q₂₂)", "(q_{11}, q_{12}, q_{22})"
     out = []
-    if n == "φ":
+    if n == "φ" or n == "{φ}":
         out.append(("φ(x)", r"\phi(x)", feat.phi))
     out.append((f"T_{n}{args_t}", f"T_{{{ln}}}{args_l}", feat.nngp))
     out.append((f"T'_{n}{args_t}", f"T'_{{{ln}}}{args_l}", feat.dnngp))
@@ -370,7 +382,7 @@ def _layer(layer, s, ctx: Ctx, label_out: tuple, prev):
             branches.append((_LETTERS[i], st))
         if isinstance(layer, Sum):
             out = _sum(layer, outs, [has_linear(b) for b in layer.branches], ctx)
-            return out, "sum", {"branches": tuple(branches)}
+            return out, "sum", {"branches": tuple(branches), **_merged_defs(out, outs)}
         return _concat(layer, outs, ctx), "concat", {"branches": tuple(branches)}
     if isinstance(layer, FanOut):
         return [s] * layer.num, "fanout", {}
@@ -386,7 +398,8 @@ def _layer(layer, s, ctx: Ctx, label_out: tuple, prev):
         if not isinstance(s, list):
             raise layer.error("expects a list of inputs (after FanOut and parallel).")
         linear = list(prev.branch_has_linear) if isinstance(prev, Parallel) else None
-        return _sum(layer, s, linear, ctx), "fan_in_sum", {}
+        out = _sum(layer, s, linear, ctx)
+        return out, "fan_in_sum", _merged_defs(out, s)
     if isinstance(layer, FanInConcat):
         if not isinstance(s, list):
             raise layer.error("expects a list of inputs (after FanOut and parallel).")
@@ -398,6 +411,13 @@ def _layer(layer, s, ctx: Ctx, label_out: tuple, prev):
                 k22=ctx.op(layer, name, rf"\mathrm{{{name}}}", s.k22),
                 t12=ctx.op(layer, name, rf"\mathrm{{{name}}}", s.t12), pre=None, feature=None)
     return out, "opaque", {"note": "no symbolic recursion known for this layer"}
+
+
+def _merged_defs(out: State, branches) -> dict:
+    """Definitions for a sum whose elementwise branches were merged into one dual."""
+    if out.feature is None or any(b.feature is out.feature for b in branches):
+        return {}
+    return {"defs": feature_defs(out.feature), "note": feature_note(out.feature)}
 
 
 def _in_label(s) -> tuple:
