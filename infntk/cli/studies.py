@@ -14,6 +14,7 @@ import typer
 
 from infntk.cli.common import (Timer, Unavailable, UsageProblem, emit_json, guarded, load_model,
                                optional, out, parse_ints, progress, setup_jax)
+from infntk.cli.common import err
 
 CONVERGE_EPILOG = """[b]Examples[/b]
 
@@ -107,12 +108,16 @@ def _report(name: str, result, seconds: float, as_json: bool, out_path: Optional
 
 
 def converge(
-    arch: str = typer.Argument(..., help="Architecture string."),
-    widths: str = typer.Option("64,256,1024", "--widths", help="Hidden widths, e.g. 64,256,1024."),
+    arch: str = typer.Argument(..., help="Architecture string; hidden widths are set per study width."),
+    widths: str = typer.Option("64,256,1024", "--widths", help="Widths, e.g. 64,256,1024."),
     seeds: int = typer.Option(8, "--seeds", min=1, help="Networks sampled per width."),
     data: str = typer.Option("iris", "--data", "-d", help="Inputs to evaluate the kernels on."),
     limit: Optional[int] = typer.Option(16, "--limit", "-n", min=2, help="Use the first N samples."),
-    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Directory for the report and plots."),
+    standardize: bool = typer.Option(True, "--standardize/--raw", help="Standardize tabular features."),
+    ntk_channels: int = typer.Option(1, "--ntk-channels", min=1, help="Output channels averaged in the empirical NTK."),
+    n_boot: int = typer.Option(1000, "--n-boot", min=10, help="Bootstrap resamples for the slope intervals."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Directory for per-width JSON, report and plots (reruns resume)."),
     force: bool = typer.Option(False, "--force", "-f", help="Write into a non-empty --out."),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -121,15 +126,23 @@ def converge(
     with guarded(as_json):
         setup_jax(dtype)
         ws = parse_ints(widths, "--widths")
+        if len(ws) < 2:
+            raise UsageProblem("--widths: give at least two widths to fit a slope")
         desc, model, text = load_model(arch)
         fn = _study_fn("convergence")
         from infntk.cli.common import load_data
+        from infntk.data import standardize as _std
 
         ds = load_data(data, desc, None, limit, quiet=as_json)
+        x = ds.x
+        if standardize and x.ndim == 2:
+            x = _std(x)[0]
         out_path = _prepare_out(out_dir, force)
+        show = not as_json and err.is_terminal
         with Timer() as timer:
-            res = _call(fn, arch=text, model=model, x=ds.x, widths=ws, seeds=seeds, out=out_path)
-        _report("convergence", res, timer.seconds, as_json)
+            res = _call(fn, arch=text, x=x.astype(dtype), widths=ws, seeds=seeds, out=out_path,
+                        ntk_channels=ntk_channels, n_boot=n_boot, seed=seed, progress=show)
+        _report("convergence", res, timer.seconds, as_json, out_path)
 
 
 #: Tiny sizes for a smoke run (``--quick``), as in ``python -m infntk.studies --quick``.

@@ -235,10 +235,23 @@ def test_study_smoke(tmp_path):
     assert "--force" in p.stderr
 
 
-def test_converge_says_when_unavailable():
+def test_converge(tmp_path):
     import importlib.util
-    if importlib.util.find_spec("infntk.studies.convergence") is not None:
-        pytest.skip("infntk.studies.convergence is present in this build")
-    p = infntk("converge", MLP, "--widths", "8,16", "--seeds", "2", "--json", check=1)
-    no_traceback(p)
-    assert "not available in this build" in json.loads(p.stdout)["error"]
+    args = ["converge", "Dense(8) >> Erf() >> Dense(1)", "--widths", "4,8", "--seeds", "3",
+            "--limit", "3", "--n-boot", "10", "--json"]
+    if importlib.util.find_spec("infntk.studies.convergence") is None:
+        p = infntk(*args, check=1)
+        no_traceback(p)
+        assert "not available in this build" in json.loads(p.stdout)["error"]
+        return
+    out = tmp_path / "conv"
+    r = json.loads(infntk(*args, "--out", str(out), check=0).stdout)
+    res = r["result"]
+    assert r["ok"] and res["widths"] == [4, 8] and res["seeds"] == 3
+    assert {"nngp", "ntk"} <= set(res["fits"])
+    # the exact kernels it compared against are the model's own
+    from infntk import data as D
+    x = D.standardize(D.load("iris", limit=3).x)[0]
+    want = parse_model("Dense(8) >> Erf() >> Dense(1)").kernel(x, None, get="ntk")
+    np.testing.assert_allclose(np.array(res["exact"]["ntk"]), want, rtol=1e-10)
+    assert (out / "result.json").exists()
