@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
-import sympy as sp
 
 from ..errors import InfntkError
 from . import render
