@@ -191,8 +191,8 @@ def markdown(res) -> str:
         "keep the *ratios* fair, the absolute times are pessimistic.",
         f"- Measured limits (newest JAX): matmul {_f(lim.get('matmul_gflops_float32'))} GFLOP/s "
         f"float32, {_f(lim.get('matmul_gflops_float64'))} GFLOP/s float64; streaming memory "
-        f"bandwidth {_f(lim.get('bandwidth_gbs'))} GB/s (2048² matmul and a 256 MiB "
-        "scale-and-add, best of 5).",
+        f"bandwidth {_f(lim.get('bandwidth_gbs'))} GB/s (1024² matmul and a 256 MiB "
+        "scale-and-add, best of 3).",
         "- Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()) + ".",
         "- GPU part (21-layer CNN-GAP on 32×32×3, target ≤ 0.2 ms per NTK entry on an H100): "
         "**pending** — no GPU was available to this run.",
@@ -217,6 +217,9 @@ def markdown(res) -> str:
         "cost analysis of each compiled program (flops, bytes accessed).",
         "",
     ]
+    if not res.get("complete", True):
+        out.append("- **PARTIAL RUN**: the battery did not finish (the cases below are those "
+                   "measured so far).")
     out += [f"- {n}" for n in res.get("notes", [])]
     out += ["", "## Analytic kernels (NNGP + NTK)", "", kernel_table(res), "",
             "## Empirical NTK", "", "Summary (fastest implementation of each library):", "",

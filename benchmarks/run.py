@@ -190,8 +190,8 @@ def main(argv=None) -> dict:
                     help="seconds of timed calls per case and library (bounds repetitions)")
     ap.add_argument("--no-machine", action="store_true", help="skip the matmul/bandwidth probe")
     a = ap.parse_args(argv)
-    reps = a.reps or (2 if a.quick else 7)
-    budget = a.case_budget or (2.0 if a.quick else 20.0)
+    reps = a.reps or (2 if a.quick else 5)
+    budget = a.case_budget or (2.0 if a.quick else 10.0)
     libs = [lib for lib in a.libs.split(",") if lib]
     notes = []
     if "nt" in libs and not PYTHONS["nt"].exists():
@@ -218,13 +218,20 @@ def main(argv=None) -> dict:
             rec = bench_case(case, dtype, libs, a.quick, reps, budget, logdir)
             res["cases"].append(rec)
             print("[bench]   " + report.one_line(rec), file=sys.stderr, flush=True)
+            write(res, out, a.quick, t0, done=False)  # a partial run still leaves its results
+    write(res, out, a.quick, t0, done=True)
+    return res
+
+
+def write(res, out, quick, t0, done):
     res["elapsed_s"] = time.time() - t0
     res["load_end"] = load()
-    stem = "bench-quick" if a.quick else "bench"
+    res["complete"] = done
+    stem = "bench-quick" if quick else "bench"
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     (out / f"{stem}.md").write_text(report.markdown(res))
-    print(f"[bench] wrote {out / stem}.md ({res['elapsed_s']:.0f} s)", file=sys.stderr)
-    return res
+    if done:
+        print(f"[bench] wrote {out / stem}.md ({res['elapsed_s']:.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

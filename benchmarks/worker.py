@@ -190,20 +190,20 @@ class Worker:
         jax, jnp = self.jax, self.jnp
         res = {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
                "cpu_count": os.cpu_count()}
-        n = 512 if self.quick else 2048
+        n = 512 if self.quick else 1024
         for dt in ("float32", "float64"):
             if dt == "float64" and not jax.config.jax_enable_x64:
                 continue
             a = jnp.ones((n, n), dt) * 0.5
             f = jax.jit(lambda a: a @ a)
             jax.block_until_ready(f(a))
-            best = min(_timeit(lambda: jax.block_until_ready(f(a))) for _ in range(5))
+            best = min(_timeit(lambda: jax.block_until_ready(f(a))) for _ in range(3))
             res[f"matmul_gflops_{dt}"] = 2 * n**3 / best / 1e9
         m = (1 << 24) if self.quick else (1 << 26)  # float32 elements (64 MiB / 256 MiB)
         v = jnp.ones((m,), "float32")
         g = jax.jit(lambda v: v * 1.0001 + 1.0)
         jax.block_until_ready(g(v))
-        best = min(_timeit(lambda: jax.block_until_ready(g(v))) for _ in range(5))
+        best = min(_timeit(lambda: jax.block_until_ready(g(v))) for _ in range(3))
         res["bandwidth_gbs"] = 2 * 4 * m / best / 1e9  # one read + one write
         return res
 
