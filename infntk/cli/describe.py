@@ -106,13 +106,19 @@ def _latex(expr):
     return sympy.latex(expr)
 
 
-def recursion_text(model, latex: bool):
+def recursion_text(model, latex: bool, input_shape=None):
     """The kernel recursion from ``model.recursion()`` if this build has it: (text, note)."""
+    import inspect
+
     rec = getattr(model, "recursion", None)
     if rec is None:
         return None, ("kernel recursion: not available in this build (model.recursion() is "
                       "missing); showing the activation duals instead")
-    r = rec()
+    try:
+        takes_shape = "input_shape" in inspect.signature(rec).parameters
+    except (TypeError, ValueError):
+        takes_shape = False
+    r = rec(input_shape=input_shape) if takes_shape and input_shape is not None else rec()
     if latex:
         for name in ("latex", "to_latex", "_repr_latex_"):
             f = getattr(r, name, None)
@@ -152,7 +158,7 @@ def describe(
         full = (1,) + shape
         rows, out_shape = layer_rows(desc, full)
         total = _shape_params(model, full)[1]
-        rec, note = recursion_text(model, latex)
+        rec, note = recursion_text(model, latex, full)
         duals = activation_duals(desc, latex) if rec is None else []
         if as_json:
             emit_json({
