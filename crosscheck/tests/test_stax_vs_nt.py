@@ -222,3 +222,42 @@ def test_coverage():
     assert {"x2=None", "x2", "batch1"} <= set(MODES) and MODES["batch1"][0] == 1
     assert set(ACTIVATIONS) and all(f"dense_{n}" in calls and f"conv_{n}" in calls
                                     for n in ACTIVATIONS)
+
+
+# ------------------------------------------------------------------------------------------------
+# RectifiedMonomial: neural-tangents is NaN on K(x, x) (see NT_WRONG), but its cross entries
+# K(x1, x2) of a single layer are finite and are compared here. The scale s_ij needs the diagonal,
+# which is the closed-form half-Gaussian moment E[u^2d 1{u>0}] = (2d-1)!! q^d / 2 (an independent
+# route: neither library's code).
+# ------------------------------------------------------------------------------------------------
+def _double_factorial(n: int) -> int:
+    return int(np.prod(np.arange(n, 0, -2))) if n > 0 else 1
+
+
+@needs_infntk
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_rectified_monomial_cross_entries(degree):
+    w_std, b_std = 1.3, 0.2
+
+    def build(s):
+        return s.serial(s.Dense(8, W_std=w_std, b_std=b_std), s.RectifiedMonomial(degree=degree))
+
+    x = np.random.default_rng(degree).normal(size=(5, 6))
+    x1, x2 = x[:3], x[3:]
+    ref = kernels(build(nt_stax)[2], x1, x2)
+    got = kernels(build(_ix_stax())[2], x1, x2)
+    q = w_std**2 * np.sum(x**2, axis=1) / x.shape[1] + b_std**2  # input variance of the activation
+    diag = {"nngp": _double_factorial(2 * degree - 1) * q**degree / 2,
+            # Dense gives ntk = q; the activation multiplies it by E[phi'(u)^2] (0 for degree 0,
+            # whose derivative is a delta that neither library nor autodiff counts).
+            "ntk": (0.0 * q if degree == 0 else
+                    q * degree**2 * _double_factorial(2 * degree - 3) * q**(degree - 1) / 2)}
+    for key in ("nngp", "ntk"):
+        assert np.all(np.isfinite(ref[key])), "neural-tangents cross entries are finite"
+        s = entry_scale(ref[key], diag[key][:3], diag[key][3:])
+        rel = relative_errors(got[key], ref[key], s)
+        assert np.max(rel) <= RTOL, describe(key, got[key], ref[key], s, RTOL)
+    # ...and infntk's diagonal is the closed form (neural-tangents has NaN there).
+    own = kernels(build(_ix_stax())[2], x, None)
+    for key in ("nngp", "ntk"):
+        np.testing.assert_allclose(np.diag(own[key]), diag[key], rtol=RTOL, atol=0, err_msg=key)
