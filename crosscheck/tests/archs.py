@@ -433,9 +433,12 @@ def deep_relu_24(s):
 
 @arch("deep", (5,))
 def deep_relu_stabilized_24(s):
+    # do_stabilize=True rescales by the largest |nngp| inside the layer and back: exact in theory.
+    acts = [lambda: s.Relu(do_stabilize=True), lambda: s.LeakyRelu(0.2, do_stabilize=True),
+            lambda: s.Abs(do_stabilize=True), lambda: s.ABRelu(-0.3, 1.2, do_stabilize=True)]
     hidden = []
-    for _ in range(24):
-        hidden += [s.Dense(16, W_std=1.5, b_std=0.05), s.Relu(do_stabilize=True)]
+    for i in range(24):
+        hidden += [s.Dense(16, W_std=1.5, b_std=0.05), acts[i % 4]()]
     return s.serial(*hidden, s.Dense(1))
 
 

@@ -50,8 +50,35 @@ _RECTIFIED_MONOMIAL_NAN = (
     "test_rectified_monomial_cross_entries, the diagonal against finite networks in "
     "test_montecarlo_vs_nt.py")
 NT_WRONG: dict[str, str] = {
-    f"{family}_rectified_monomial{d}": _RECTIFIED_MONOMIAL_NAN
-    for family in ("dense", "conv") for d in range(4)
+    **{f"{family}_rectified_monomial{d}": _RECTIFIED_MONOMIAL_NAN
+       for family in ("dense", "conv") for d in range(4)},
+    **{f"{family}_gelu_approximate": (
+        "neural-tangents' Gelu kernel ignores approximate=True (exact-Gelu kernel, tanh-Gelu "
+        "apply_fn): off by ~2e-4; finite networks side with infntk "
+        "(test_gelu_approximate_finite_networks_converge_to_infntk)") for family in ("dense", "conv")},
+    "sign_then_pool": (
+        "neural-tangents' Sign sets cov1 = 1 at every pair of spatial positions, pooling then reads "
+        "the wrong off-diagonals: off by 6-40 %; finite networks side with infntk "
+        "(test_sign_then_pool_finite_networks_converge_to_infntk)"),
+}
+
+# Disagreements where infntk is the one to fix (reported to the core; strict: when the fix lands
+# the XPASS fails the suite, and the entry must go). (name, mode or None for all modes) -> reason.
+_DIAGONAL = ("K(x, x) loses ~sqrt(eps) precision through arccos-type duals at rho = 1, in BOTH "
+             "libraries (e.g. dense_sign: exact diagonal 1.1^2 + 0.05^2 = 1.2125, infntk off by "
+             "7.8e-5, neural-tangents by 1.1e-4): nngp[i, i] and cov1[i] come from different code "
+             "paths, and the tiny mismatch becomes an angle sqrt(2 * mismatch)")
+INFNTK_TO_FIX: dict[tuple, str] = {
+    ("layernorm_mlp", None): "infntk's LayerNorm kernel ignores eps (v -> v + eps missing)",
+    ("layernorm_all_axes", None): "infntk's LayerNorm kernel ignores eps (v -> v + eps missing)",
+    ("standard_mlp_s", None): "infntk.stax.Dense refuses s != (1, 1)",
+    ("deep_relu_stabilized_24", None): "infntk.stax activations refuse do_stabilize",
+    ("dense_abrelu", "x2=None"): _DIAGONAL,
+    ("dense_leaky_relu", "x2=None"): _DIAGONAL,
+    ("dense_sign", "x2=None"): _DIAGONAL,
+    ("conv_sign", "x2=None"): _DIAGONAL,
+    ("conv1d_valid", "batch1"): _DIAGONAL,
+    ("deep_standard_20", "x2=None"): _DIAGONAL,
 }
 
 
@@ -100,7 +127,11 @@ def _params():
         if a.name in NT_WRONG:
             marks.append(pytest.mark.xfail(strict=True, reason=NT_WRONG[a.name]))
         for mode in MODES:
-            yield pytest.param(a, mode, id=f"{a.name}[{mode}]", marks=marks)
+            if a.family == "deep" and mode == "batch1":
+                continue  # batch 1 is covered by every other family; deep stacks compile slowly
+            why = INFNTK_TO_FIX.get((a.name, None)) or INFNTK_TO_FIX.get((a.name, mode))
+            extra = [pytest.mark.xfail(strict=True, reason=why)] if why else []
+            yield pytest.param(a, mode, id=f"{a.name}[{mode}]", marks=marks + extra)
 
 
 def compare(a: Arch, mode: str, ix_stax) -> dict:
