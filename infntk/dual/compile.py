@@ -38,7 +38,7 @@ import sympy as sp
 
 from .symbols import Q11, Q12, Q22
 
-__all__ = ["compile_expr", "rewrite_stable", "safe_acos", "safe_asin", "safe_pow"]
+__all__ = ["compile_expr", "compile_exprs", "rewrite_stable", "safe_acos", "safe_asin", "safe_pow"]
 
 
 # --------------------------------------------------------------------------- jnp primitives
@@ -77,7 +77,25 @@ def _safe_asin_jvp(primals, tangents):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def safe_pow(b, p):
     """``max(b, 0) ** p`` for a positive non-integer ``p``; derivative 0 where ``b <= 0``."""
-    return jnp.maximum(b, 0.0) ** p
+    return _pow(jnp.maximum(b, 0.0), p)
+
+
+def _pow(b, p):
+    """``b ** p`` with native square roots for the half-integer exponents the duals use (a general
+    ``pow`` costs two transcendental functions; ``sqrt``/``rsqrt`` cost about one multiply)."""
+    if p == 0.5:
+        return jnp.sqrt(b)
+    if p == 1.5:
+        return b * jnp.sqrt(b)
+    if p == -0.5:
+        return jax.lax.rsqrt(b)
+    if p == -1.0:
+        return 1.0 / b
+    if p == -1.5:
+        return jax.lax.rsqrt(b) / b
+    if p == 2.5:
+        return b * b * jnp.sqrt(b)
+    return b ** p
 
 
 @safe_pow.defjvp
@@ -85,15 +103,15 @@ def _safe_pow_jvp(p, primals, tangents):
     (b,), (t,) = primals, tangents
     ok = b > 0
     bs = jnp.where(ok, b, 1.0)
-    d = jnp.where(ok, p * bs ** (p - 1.0), 0.0)
+    d = jnp.where(ok, p * _pow(bs, p - 1.0), 0.0)
     return safe_pow(b, p), d * t
 
 
 @jax.custom_jvp
 def safe_angle(x, y):
     """``atan2(x, y)`` for ``x >= 0``, with ``pi/2`` at ``x = y = 0``; finite derivative there."""
-    both = (x == 0) & (y == 0)
-    return jnp.where(both, jnp.pi / 2, jnp.arctan2(x, y))
+    from .fastmath import fast_angle
+    return fast_angle(x, y)
 
 
 @safe_angle.defjvp
@@ -106,7 +124,7 @@ def _safe_angle_jvp(primals, tangents):
 def variance_pow(b, p):
     """``b ** p`` (``p < 0``) for a product of variances ``b``; 0 where ``b == 0``."""
     zero = b == 0
-    return jnp.where(zero, 0.0, jnp.where(zero, 1.0, b) ** p)
+    return jnp.where(zero, 0.0, _pow(jnp.where(zero, 1.0, b), p))
 
 
 # --------------------------------------------------------------------------- sympy rewrites
@@ -153,7 +171,9 @@ def _rewrite_correlation(expr):
     def pw(e):
         p = e.exp
         if p.is_positive and (2 * p).is_integer:
-            return SafePow(_DET, p) * VariancePow(Q11 * Q22, -p)
+            # plain variance powers, so that sympy cancels them against sqrt(q11) sqrt(q22)
+            # factors around them (they become VariancePow later if they survive)
+            return SafePow(_DET, p) * Q11**(-p) * Q22**(-p)
         return e
 
     return expr.replace(lambda e: e.is_Pow and e.base == _ONE_M, pw)
@@ -215,10 +235,47 @@ def _float_dtype(*args):
     return dtype
 
 
+def _cheapest_stable(expr: sp.Expr) -> sp.Expr:
+    """The stable rewrite of ``expr`` as written or multiplied out, whichever has fewer
+    operations (multiplying out lets e.g. ReLU's ``sqrt(q11) sqrt(q22) sqrt(1 - rho^2)`` cancel
+    to ``sqrt(q11 q22 - q12^2)``; for other duals it only grows the expression)."""
+    a = rewrite_stable(expr)
+    try:
+        b = rewrite_stable(sp.expand_mul(expr))
+    except Exception:  # noqa: BLE001 -- expansion is an optimisation only
+        return a
+    return b if sp.count_ops(b) < sp.count_ops(a) else a
+
+
 @functools.lru_cache(maxsize=4096)
 def _lambdify(expr: sp.Expr, args: tuple) -> Callable:
-    stable = rewrite_stable(expr)
+    stable = _cheapest_stable(expr)
     return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _lambdify_many(exprs: tuple, args: tuple) -> Callable:
+    stable = [_cheapest_stable(e) for e in exprs]
+    return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
+
+
+def compile_exprs(exprs: Sequence[sp.Expr], args: Sequence[sp.Symbol]) -> Callable:
+    r"""Like :func:`compile_expr` for several expressions at once, returning a tuple: common
+    subexpressions (the angle, :math:`\sqrt{q_{11}q_{22}-q_{12}^2}`) are computed once."""
+    exprs = tuple(sp.sympify(e) for e in exprs)
+    args = tuple(args)
+    raw = _lambdify_many(exprs, args)
+
+    def fn(*xs):
+        if len(xs) != len(args):
+            raise TypeError(f"expected {len(args)} arguments {args}, got {len(xs)}")
+        xs = [jnp.asarray(x) for x in xs]
+        dtype = _float_dtype(*xs)
+        xs = [x.astype(dtype) for x in xs]
+        shape = jnp.broadcast_shapes(*(x.shape for x in xs))
+        return tuple(jnp.broadcast_to(jnp.asarray(o).astype(dtype), shape) for o in raw(*xs))
+
+    return fn
 
 
 def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable:

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import sympy as sp
 
 from ..errors import InfntkError
-from .compile import compile_expr
+from .compile import compile_expr, compile_exprs
 from .quadrature import gauss_hermite_dual, gauss_hermite_mean
 from .symbols import Q11, Q12, Q22, X
 
@@ -104,6 +104,14 @@ class Dual:
         if self.dnngp is not None:
             return compile_expr(self.dnngp, _QARGS)
         return gauss_hermite_dual(self.dphi_fn, self.quadrature_degree)
+
+    @functools.cached_property
+    def joint_fn(self) -> Callable:
+        """``(q11, q12, q22) -> (T, T')`` in one pass (shared subexpressions computed once)."""
+        if self.nngp is not None and self.dnngp is not None:
+            return compile_exprs((self.nngp, self.dnngp), _QARGS)
+        nngp_fn, dnngp_fn = self.nngp_fn, self.dnngp_fn
+        return lambda q11, q12, q22: (nngp_fn(q11, q12, q22), dnngp_fn(q11, q12, q22))
 
     @functools.cached_property
     def mean_fn(self) -> Callable:

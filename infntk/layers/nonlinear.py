@@ -35,10 +35,14 @@ from ..kernel import Kernel, pair_broadcast
 def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
     """The state of ``feature(h)`` for the Gaussian pre-activation state ``base`` of ``h``."""
     q11, q22 = base.pair_variances("nngp")
-    nngp = feature.nngp_fn(q11, base.nngp, q22)
     ntk = None
-    if base.ntk is not None:
-        ntk = feature.dnngp_fn(q11, base.nngp, q22) * base.ntk
+    if base.ntk is not None and hasattr(feature, "joint_fn"):
+        nngp, dnngp = feature.joint_fn(q11, base.nngp, q22)
+        ntk = dnngp * base.ntk
+    else:
+        nngp = feature.nngp_fn(q11, base.nngp, q22)
+        if base.ntk is not None:
+            ntk = feature.dnngp_fn(q11, base.nngp, q22) * base.ntk
     a, b = base.pair_variances("cov1")
     cov1 = feature.nngp_fn(a, base.cov1, b)
     cov2 = None
