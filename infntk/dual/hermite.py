@@ -95,58 +95,62 @@ def max_alpha(terms: List[Term]) -> sp.Expr:
     return max((sp.re(t[2]) for t in terms), default=sp.S.Zero)
 
 
-def _gauss_moment(j: int, mu, s2):
-    total = sp.S.Zero
-    for i in range(0, j + 1, 2):
-        total += sp.binomial(j, i) * mu ** (j - i) * s2 ** (i // 2) * sp.factorial2(i - 1)
-    return total
-
-
-def _derivative_polys(k: int, alpha, beta, n: int):
-    """Coefficient lists of p_m with d^m/dx^m [x^k e^{a x^2 + b x}] = p_m(x) e^{...}, m <= n."""
-    p = [sp.S.Zero] * k + [sp.S.One]
-    out = [p]
-    for _ in range(n):
-        dp = [i * p[i] for i in range(1, len(p))] + [sp.S.Zero, sp.S.Zero]
-        nxt = [sp.S.Zero] * (len(p) + 1)
-        for i, c in enumerate(p):
-            nxt[i] += beta * c
-            nxt[i + 1] += 2 * alpha * c
-        p = [a + b for a, b in zip(dp + [sp.S.Zero] * (len(nxt) - len(dp)), nxt)]
-        out.append(p)
+def _taylor_exp_quadratic(a, b, n_max):
+    r"""Taylor coefficients :math:`h_m` of :math:`e^{a y^2 + b y}`, :math:`m \le n_\max`
+    (each a short sum of same-signed terms when :math:`b = 0`: no cancellation)."""
+    out = []
+    for m in range(n_max + 1):
+        out.append(sp.Add(*[b ** (m - 2 * l) * a**l / (sp.factorial(m - 2 * l) * sp.factorial(l))
+                            for l in range(m // 2 + 1)]))
     return out
 
 
 @functools.lru_cache(maxsize=256)
-def _term_coefficients(k, alpha, beta, gamma, n_max, s2):
-    """E[d^n/dx^n (x^k e^{a x^2 + b x + g})] / pref for n <= n_max, polynomials in the symbol s2."""
-    polys = _derivative_polys(k, alpha, beta, n_max)
-    mu = beta * s2
-    moments = [sp.expand(_gauss_moment(j, mu, s2)) for j in range(len(polys[-1]))]
-    pref = sp.exp(gamma + beta**2 * s2 / 2)
-    return [sp.expand(pref * sum((c * moments[j] for j, c in enumerate(p) if c != 0), sp.S.Zero))
-            for p in polys]
+def _term_coefficients(k, alpha, beta, gamma, n_max, dsym):
+    r"""Taylor coefficients in :math:`y` of :math:`M(q, y) = \mathbb E[x^k e^{\alpha x^2 + \beta x
+    + \gamma}]`, :math:`x \sim \mathcal N(y, q)`, with :math:`D = 1 - 2\alpha q` kept as the
+    positive symbol ``dsym``. Completing the square,
+
+    .. math::
+        M = \frac{e^{C + A y^2 + B y}}{\sqrt D}\,\mathbb E_{\mathcal N(m, s^2)}[x^k],\quad
+        A = \frac{\alpha}{D},\ B = \frac{\beta}{D},\ C = \gamma + \frac{\beta^2 q}{2D},\
+        m = \frac{y + \beta q}{D},\ s^2 = \frac{q}{D}.
+    """
+    y = sp.Symbol("_y")
+    s2 = Q / dsym
+    m = (y + beta * Q) / dsym
+    poly = sp.S.Zero
+    for i in range(0, k + 1, 2):
+        poly += sp.binomial(k, i) * m ** (k - i) * s2 ** (i // 2) * sp.factorial2(i - 1)
+    pc = sp.Poly(sp.expand(poly), y).all_coeffs()[::-1] if k else [sp.S.One]
+    h = _taylor_exp_quadratic(alpha / dsym, beta / dsym, n_max)
+    pref = sp.exp(gamma + beta**2 * Q / (2 * dsym)) / sp.sqrt(dsym)
+    out = []
+    for n in range(n_max + 1):
+        out.append(pref * sp.Add(*[pc[j] * h[n - j] for j in range(min(len(pc) - 1, n) + 1)]))
+    return out
 
 
 def coefficients(terms: List[Term], n_max: int) -> List[sp.Expr]:
     r""":math:`a_n(q)` for :math:`n = 0..n_\max`, real sympy expressions in :data:`Q`.
 
-    Work is done with :math:`s^2_\alpha = q/(1-2\alpha q)` as a positive symbol per distinct
-    :math:`\alpha`, so taking the real part stays cheap; :math:`q` is substituted at the end.
+    :math:`a_n` is the :math:`n`-th Taylor coefficient in :math:`y` of the Gaussian smoothing
+    :math:`M(q, y) = \mathbb E[\phi(y + \sqrt q z)]`, computed term by term in closed form (see
+    :func:`_term_coefficients`); :math:`D_\alpha = 1 - 2\alpha q` is a positive symbol per
+    distinct :math:`\alpha` while the real part is taken, and substituted at the end.
     """
     alphas = sorted({t[2] for t in terms}, key=sp.default_sort_key)
-    s2sym = {a: sp.Symbol(f"_s2_{i}", positive=True) for i, a in enumerate(alphas)}
+    dsyms = {a: sp.Symbol(f"_D_{i}", positive=True) for i, a in enumerate(alphas)}
     acc = [sp.S.Zero] * (n_max + 1)
     for c, k, alpha, beta, gamma in terms:
-        s2 = s2sym[alpha]
-        for n, a in enumerate(_term_coefficients(k, alpha, beta, gamma, n_max, s2)):
-            acc[n] += c * a / sp.sqrt(1 - 2 * alpha * Q)
-    back = {s: Q / (1 - 2 * a * Q) for a, s in s2sym.items()}
+        for n, a in enumerate(_term_coefficients(k, alpha, beta, gamma, n_max, dsyms[alpha])):
+            acc[n] += c * a
+    back = {d: 1 - 2 * a * Q for a, d in dsyms.items()}
     out = []
-    for n, a in enumerate(acc):
-        re = sp.expand(sp.expand_complex(sp.expand(a))).as_real_imag()[0]
-        re = sp.collect(sp.expand(re), list(s2sym.values()), evaluate=True)
-        out.append(re.subs(back) / sp.factorial(n))
+    for a in acc:
+        if a.has(sp.I):
+            a = sp.expand_complex(sp.expand(a)).as_real_imag()[0]
+        out.append(sp.factor_terms(a).subs(back))
     return out
 
 

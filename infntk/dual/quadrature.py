@@ -75,7 +75,7 @@ def gauss_hermite_dual(phi: Callable, degree: int) -> Callable:
         out, _ = jax.lax.scan(step, jnp.zeros(q11.shape, dtype), (z, w))
         return out
 
-    return fn
+    return jax.jit(fn)
 
 
 def gauss_hermite_mean(phi: Callable, degree: int) -> Callable:
@@ -90,4 +90,4 @@ def gauss_hermite_mean(phi: Callable, degree: int) -> Callable:
         w = jnp.asarray(w_np, dtype)
         return phi(jnp.sqrt(jnp.maximum(q, 0.0))[..., None] * z) @ w
 
-    return fn
+    return jax.jit(fn)
