@@ -73,11 +73,10 @@ INFNTK_TO_FIX: dict[tuple, str] = {
     ("layernorm_all_axes", None): "infntk's LayerNorm kernel ignores eps (v -> v + eps missing)",
     ("standard_mlp_s", None): "infntk.stax.Dense refuses s != (1, 1)",
     ("deep_relu_stabilized_24", None): "infntk.stax activations refuse do_stabilize",
-    ("dense_abrelu", "x2=None"): _DIAGONAL,
-    ("dense_leaky_relu", "x2=None"): _DIAGONAL,
+    ("concat_along_space", None): ("infntk refuses FanInConcat along a spatial axis "
+                                   "(neural-tangents supports it for Gaussian branches)"),
     ("dense_sign", "x2=None"): _DIAGONAL,
     ("conv_sign", "x2=None"): _DIAGONAL,
-    ("conv1d_valid", "batch1"): _DIAGONAL,
     ("deep_standard_20", "x2=None"): _DIAGONAL,
 }
 
