@@ -102,19 +102,23 @@ def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: in
     return Triple(L.LayerNorm(axis, eps))
 
 
-def Relu() -> Triple:
+# ``do_stabilize`` is neural-tangents' switch for a numerically stabler ReLU-family kernel; infntk's
+# duals are always evaluated in the stable form (angles from q11 q22 - q12^2), so it is accepted and
+# has nothing left to do.
+
+def Relu(do_stabilize: bool = False) -> Triple:
     return Triple(L.Relu())
 
 
-def ABRelu(a: float, b: float) -> Triple:
+def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Triple:
     return Triple(L.ABRelu(a, b))
 
 
-def LeakyRelu(alpha: float) -> Triple:
+def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Triple:
     return Triple(L.LeakyRelu(alpha))
 
 
-def Abs() -> Triple:
+def Abs(do_stabilize: bool = False) -> Triple:
     return Triple(L.Abs())
 
 

@@ -69,10 +69,7 @@ _DIAGONAL = ("K(x, x) loses ~sqrt(eps) precision through arccos-type duals at rh
              "7.8e-5, neural-tangents by 1.1e-4): nngp[i, i] and cov1[i] come from different code "
              "paths, and the tiny mismatch becomes an angle sqrt(2 * mismatch)")
 INFNTK_TO_FIX: dict[tuple, str] = {
-    ("layernorm_mlp", None): "infntk's LayerNorm kernel ignores eps (v -> v + eps missing)",
-    ("layernorm_all_axes", None): "infntk's LayerNorm kernel ignores eps (v -> v + eps missing)",
     ("standard_mlp_s", None): "infntk.stax.Dense refuses s != (1, 1)",
-    ("deep_relu_stabilized_24", None): "infntk.stax activations refuse do_stabilize",
     ("concat_along_space", None): ("infntk refuses FanInConcat along a spatial axis "
                                    "(neural-tangents supports it for Gaussian branches)"),
     ("dense_sign", "x2=None"): _DIAGONAL,

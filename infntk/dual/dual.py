@@ -28,7 +28,8 @@ import sympy as sp
 
 from ..errors import InfntkError
 from .compile import compile_expr, compile_exprs
-from .quadrature import gauss_hermite_dual, gauss_hermite_mean
+from .quadrature import (gauss_hermite_dual, gauss_hermite_mean, kinks, split_gauss_dual,
+                         split_gauss_mean)
 from .symbols import Q11, Q12, Q22, X
 
 __all__ = ["Dual", "METHODS"]
@@ -96,6 +97,8 @@ class Dual:
         """``(q11, q12, q22) -> T``: broadcasting, jit-able, dtype-preserving."""
         if self.nngp is not None:
             return compile_expr(self.nngp, _QARGS)
+        if self.kinks:
+            return split_gauss_dual(self.phi_fn, self.kinks)
         return gauss_hermite_dual(self.phi_fn, self.quadrature_degree)
 
     @functools.cached_property
@@ -103,7 +106,14 @@ class Dual:
         """``(q11, q12, q22) -> T'``: broadcasting, jit-able, dtype-preserving."""
         if self.dnngp is not None:
             return compile_expr(self.dnngp, _QARGS)
+        if self.kinks:
+            return split_gauss_dual(self.dphi_fn, self.kinks)
         return gauss_hermite_dual(self.dphi_fn, self.quadrature_degree)
+
+    @functools.cached_property
+    def kinks(self) -> tuple:
+        """Points where ``phi`` may be non-smooth; numerical routes split their panels there."""
+        return kinks(sp.sympify(self.phi))
 
     @functools.cached_property
     def joint_fn(self) -> Callable:
@@ -118,6 +128,8 @@ class Dual:
         """``q -> E[phi(sqrt(q) z)]`` (needed for the cross terms of branches)."""
         if self.mean is not None:
             return compile_expr(self.mean, (Q11,))
+        if self.kinks:
+            return split_gauss_mean(self.phi_fn, self.kinks)
         return gauss_hermite_mean(self.phi_fn, max(self.quadrature_degree, 128))
 
     def __repr__(self) -> str:

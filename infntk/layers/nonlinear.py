@@ -114,12 +114,13 @@ class NormalisedFeature:
     """
 
     inner: Any
+    eps: float = 0.0
     name: str = "LayerNorm"
     phi = None  # depends on q: cannot be composed symbolically
 
     def _scale(self, q):
         m = self.inner.mean_fn(q)
-        return m, jnp.sqrt(jnp.maximum(self.inner.nngp_fn(q, q, q) - m * m, 0.0))
+        return m, jnp.sqrt(jnp.maximum(self.inner.nngp_fn(q, q, q) - m * m, 0.0) + self.eps)
 
     def nngp_fn(self, q11, q12, q22):
         m1, s1 = self._scale(q11)
@@ -142,7 +143,7 @@ def normalise_feature(layer, k: Kernel) -> Kernel:
         raise layer.error("after a nonlinearity only normalisation over the channel axis alone is "
                           "supported (the spatial mean of a non-centred feature is not an "
                           "elementwise function).")
-    return evaluate(NormalisedFeature(k.feature), k.pre)
+    return evaluate(NormalisedFeature(k.feature, eps=layer.eps), k.pre)
 
 
 def branch_means(k: Kernel):

@@ -4,8 +4,8 @@ The finite layer maps :math:`x \mapsto (x - \mu)/\sqrt{\sigma^2 + \epsilon}` wit
 over ``axis`` (which must include the channel axis). At infinite width the channel mean of a centred
 Gaussian feature vanishes and its mean square concentrates on the variance, so
 
-.. math:: K'_{x x'} = \frac{K_{x x'}}{\sqrt{v(x)\, v(x')}}, \qquad
-          \Theta'_{x x'} = \frac{\Theta_{x x'}}{\sqrt{v(x)\, v(x')}},
+.. math:: K'_{x x'} = \frac{K_{x x'}}{\sqrt{(v(x) + \epsilon)(v(x') + \epsilon)}}, \qquad
+          \Theta'_{x x'} = \frac{\Theta_{x x'}}{\sqrt{(v(x) + \epsilon)(v(x') + \epsilon)}},
 
 where :math:`v(x)` is the per-position variance, averaged over any spatial axes in ``axis``
 (neural-tangents 0.6.5's ``LayerNorm``). After a nonlinearity the feature is not centred; infntk
@@ -75,7 +75,7 @@ class LayerNorm(Layer):
         spatial_axes = [a - 1 for a in self.axes(len(k.shape1)) if a != len(k.shape1) - 1]
         if spatial_axes:
             v = jnp.mean(v, axis=tuple(batch_ndim + a for a in spatial_axes), keepdims=True)
-        return v
+        return v + self.eps
 
     def kernel_map(self, k: Kernel) -> Kernel:
         from .nonlinear import normalise_feature
