@@ -33,7 +33,7 @@ $(NT_STAMP): pyproject.toml crosscheck/requirements.txt
 	touch $(NT_STAMP)
 
 crosscheck: $(NT_STAMP)
-	$(NT_PY) -m pytest -q -p no:cacheprovider crosscheck/tests
+	$(NT_PY) -m pytest -q -p no:cacheprovider -n 2 crosscheck/tests
 
 bench: $(STAMP) $(NT_STAMP)
 	$(PY) -m benchmarks.run
