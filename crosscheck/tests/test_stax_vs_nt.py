@@ -74,7 +74,6 @@ INFNTK_TO_FIX: dict[tuple, str] = {
                                    "(neural-tangents supports it for Gaussian branches)"),
     ("dense_sign", "x2=None"): _DIAGONAL,
     ("conv_sign", "x2=None"): _DIAGONAL,
-    ("deep_standard_20", "x2=None"): _DIAGONAL,
 }
 
 
@@ -246,7 +245,7 @@ def test_coverage():
     assert max(sum(c[0] in ("Dense", "Conv") for c in cs) for cs in calls.values()) >= 20
     assert sum(sum(c[0] in ("Dense", "Conv") for c in cs) >= 20 for cs in calls.values()) >= 4
     # Input layouts.
-    assert {"x2=None", "x2", "batch1"} <= set(MODES) and MODES["batch1"][0] == 1
+    assert {"x2=None", "x2", "batch1"} <= set(MODES) and MODES["batch1"][0] == slice(0, 1)
     assert set(ACTIVATIONS) and all(f"dense_{n}" in calls and f"conv_{n}" in calls
                                     for n in ACTIVATIONS)
 
