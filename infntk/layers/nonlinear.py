@@ -49,6 +49,13 @@ def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
     if base.cov2 is not None:
         a, b = base.pair_variances("cov2")
         cov2 = feature.nngp_fn(a, base.cov2, b)
+    else:
+        # x2 = x1: K(x, x) and the per-input covariance are the same numbers. Computed in two
+        # fusions they can differ by an ulp, which a dual with a square-root branch at rho = 1
+        # (arcsin/arccos types) turns into ~1e-8, and the next such layer into ~1e-4. Writing the
+        # variances back onto the batch diagonal keeps every layer's rho exactly 1 there.
+        n = nngp.shape[0]
+        nngp = nngp.at[jnp.arange(n), jnp.arange(n)].set(cov1)
     return base.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False,
                         is_input=False, pre=base, feature=feature)
 
