@@ -30,8 +30,8 @@ import jax.numpy as jnp
 
 from ..kernel import Kernel
 from . import spatial
-from .base import Layer, check_int_tuple, check_positive_int, check_std, frozen
-from .dense import check_parameterization
+from .base import Layer, check_int_tuple, check_positive_int, frozen
+from .dense import validate_affine
 
 _SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -59,9 +59,7 @@ class Conv(Layer):
         st = (1,) * len(fs) if self.strides is None else check_int_tuple(self.strides, "strides", where, len(fs))
         object.__setattr__(self, "strides", st)
         object.__setattr__(self, "padding", spatial.check_padding(self.padding, where))
-        object.__setattr__(self, "W_std", check_std(self.W_std, "W_std", where))
-        object.__setattr__(self, "b_std", check_std(self.b_std, "b_std", where, allow_none=True))
-        object.__setattr__(self, "parameterization", check_parameterization(self.parameterization, where))
+        validate_affine(self, where)
 
     @property
     def label(self) -> str:

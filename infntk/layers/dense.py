@@ -33,6 +33,13 @@ from .base import Layer, check_positive_int, check_std, frozen
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
+def validate_affine(layer, where: str) -> None:
+    """Check and normalise the hyperparameters every weight layer shares (in ``__post_init__``)."""
+    object.__setattr__(layer, "W_std", check_std(layer.W_std, "W_std", where))
+    object.__setattr__(layer, "b_std", check_std(layer.b_std, "b_std", where, allow_none=True))
+    object.__setattr__(layer, "parameterization", check_parameterization(layer.parameterization, where))
+
+
 def check_parameterization(value: str, where: str) -> str:
     from ..errors import InfntkError
     if not isinstance(value, str) or value.lower() not in PARAMETERIZATIONS:
@@ -53,9 +60,7 @@ class Dense(Layer):
     def __post_init__(self):
         where = f"Dense({self.out_dim!r})"
         object.__setattr__(self, "out_dim", check_positive_int(self.out_dim, "out_dim", where))
-        object.__setattr__(self, "W_std", check_std(self.W_std, "W_std", where))
-        object.__setattr__(self, "b_std", check_std(self.b_std, "b_std", where, allow_none=True))
-        object.__setattr__(self, "parameterization", check_parameterization(self.parameterization, where))
+        validate_affine(self, where)
 
     @property
     def label(self) -> str:
