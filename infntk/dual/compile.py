@@ -95,6 +95,8 @@ def _pow(b, p):
         return jax.lax.rsqrt(b) / b
     if p == 2.5:
         return b * b * jnp.sqrt(b)
+    if p == -2.5:
+        return jax.lax.rsqrt(b) / (b * b)
     return b ** p
 
 
@@ -151,6 +153,11 @@ class VariancePow(sp.Function):
 
 class SafeAngle(sp.Function):
     """Marker for :func:`safe_angle` (compile-time only)."""
+
+
+class HalfPow(sp.Function):
+    """Marker for ``b ** p`` with a half-integer ``p`` through native sqrt/rsqrt (compile-time only);
+    same values as ``b ** p`` (a genuine infinity stays ``inf``)."""
 
 
 _RHO = Q12 / sp.sqrt(Q11 * Q22)
@@ -211,6 +218,23 @@ def rewrite_stable(expr: sp.Expr) -> sp.Expr:
     expr = expr.replace(lambda e: isinstance(e, sp.asin), lambda e: SafeAsin(e.args[0]))
     expr = expr.replace(lambda e: e.is_Pow and not e.exp.is_integer and e.exp.is_number
                         or e.is_Pow and e.exp.is_negative, _rewrite_pow)
+    # (1 - N/D)^p with D > 0  ->  (D - N)^p D^(-p): exact, and lets CSE share sqrt(D - N) with the
+    # root the other terms already use (GELU's T' computes sqrt(1 - rho^2) this way)
+    def split_fraction(e):
+        num, den = sp.fraction(sp.together(e.base))
+        if den == 1 or not den.is_positive:
+            return e
+        return HalfPow(num, e.exp) * HalfPow(den, -e.exp)
+
+    expr = expr.replace(lambda e: e.is_Pow and e.exp.is_number and not e.exp.is_integer
+                        and (2 * e.exp).is_integer and e.base.is_Add
+                        and any(a.is_number for a in e.base.args)
+                        and any(sp.fraction(a)[1] != 1 for a in e.base.args), split_fraction)
+    # what is left of half-integer powers (e.g. (1 + q11)(1 + q22) - q12^2)^(-3/2) in GELU's T'):
+    # sqrt/rsqrt instead of a general pow (two transcendental functions per element)
+    expr = expr.replace(lambda e: e.is_Pow and e.exp.is_number and not e.exp.is_integer
+                        and (2 * e.exp).is_integer and abs(e.exp) <= sp.Rational(5, 2),
+                        lambda e: HalfPow(e.base, e.exp))
     return expr
 
 
@@ -220,6 +244,7 @@ _NAMESPACE = {
     "SafePow": safe_pow,
     "VariancePow": variance_pow,
     "SafeAngle": safe_angle,
+    "HalfPow": lambda b, p: _pow(b, float(p)),
     "erf": jsp.erf,
     "erfc": jsp.erfc,
     "erfi": None,  # filled lazily below if available
