@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from ..kernel import Kernel
 from . import spatial
 from .base import Layer, check_int_tuple, check_positive_int, frozen
-from .dense import validate_affine
+from .dense import scale_and_shift, validate_affine
 
 _SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -110,13 +110,7 @@ class Conv(Layer):
         y = jax.lax.conv_general_dilated(x, W.astype(x.dtype), self.strides, padding,
                                          dimension_numbers=_SPECS[self.ndim],
                                          precision=jax.lax.Precision.HIGHEST)
-        if self.parameterization == "ntk":
-            y = y * (self.W_std / self.fan_in(x.shape) ** 0.5)
-            if b is not None:
-                y = y + self.b_std * b.astype(x.dtype)
-        elif b is not None:
-            y = y + b.astype(x.dtype)
-        return y
+        return scale_and_shift(self, y, b, self.fan_in(x.shape))
 
     def kernel_map(self, k: Kernel) -> Kernel:
         if k.spatial_ndim != self.ndim:

@@ -40,6 +40,18 @@ def validate_affine(layer, where: str) -> None:
     object.__setattr__(layer, "parameterization", check_parameterization(layer.parameterization, where))
 
 
+def scale_and_shift(layer, y, b, fan_in: int):
+    r"""Finish a weight layer's forward pass: NTK scaling :math:`\sigma_w/\sqrt{n}` and
+    :math:`\sigma_b b`, or, in the standard parameterization (weights already scaled), ``+ b``."""
+    if layer.parameterization == "ntk":
+        y = y * (layer.W_std / fan_in ** 0.5)
+        if b is not None:
+            y = y + layer.b_std * b.astype(y.dtype)
+    elif b is not None:
+        y = y + b.astype(y.dtype)
+    return y
+
+
 def check_parameterization(value: str, where: str) -> str:
     from ..errors import InfntkError
     if not isinstance(value, str) or value.lower() not in PARAMETERIZATIONS:
@@ -84,13 +96,7 @@ class Dense(Layer):
     def apply(self, params, x, **kwargs):
         W, b = params
         y = jnp.tensordot(x, W.astype(x.dtype), (-1, 0))
-        if self.parameterization == "ntk":
-            y = y * (self.W_std / x.shape[-1] ** 0.5)
-            if b is not None:
-                y = y + self.b_std * b.astype(x.dtype)
-        elif b is not None:
-            y = y + b.astype(x.dtype)
-        return y
+        return scale_and_shift(self, y, b, x.shape[-1])
 
     def kernel_map(self, k: Kernel) -> Kernel:
         w2 = self.W_std ** 2
