@@ -54,9 +54,7 @@ def _layer(t) -> L.Layer:
 def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch_axis: int = 0,
           channel_axis: int = -1, parameterization: str = "ntk", s: tuple = (1, 1)) -> Triple:
     _axes("Dense", batch_axis, channel_axis)
-    if tuple(s) != (1, 1):
-        raise InfntkError("Dense: only s=(1, 1) is supported.")
-    return Triple(L.Dense(out_dim, W_std, b_std, parameterization))
+    return Triple(L.Dense(out_dim, W_std, b_std, parameterization, s))
 
 
 def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
@@ -69,9 +67,7 @@ def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[
         if tuple(dimension_numbers) != expected:
             raise InfntkError(f"Conv: only channels-last dimension_numbers {expected} are supported, "
                               f"got {dimension_numbers!r}.")
-    if tuple(s) != (1, 1):
-        raise InfntkError("Conv: only s=(1, 1) is supported.")
-    return Triple(L.Conv(out_chan, filter_shape, strides, padding, W_std, b_std, parameterization))
+    return Triple(L.Conv(out_chan, filter_shape, strides, padding, W_std, b_std, parameterization, s))
 
 
 def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,

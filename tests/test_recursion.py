@@ -124,6 +124,10 @@ MODELS = {
     "relu-standard-3": lambda: _mlp(nk.Relu(), "standard", 2),
     "erf-ntk-3": lambda: _mlp(nk.Erf(1.2, 0.7, 0.1), "ntk", 2),
     "erf-standard-4": lambda: _mlp(nk.Erf(), "standard", 3),
+    "relu-standard-s": lambda: nk.serial(   # width scalings s: NTK terms n/s_0 = 3, 16, 16
+        nk.Dense(16, W_std=1.3, b_std=0.2, parameterization="standard", s=(1, 3)), nk.Relu(),
+        nk.Dense(16, W_std=1.4, parameterization="standard", s=(3, 2)), nk.Erf(),
+        nk.Dense(1, W_std=1.1, b_std=0.1, parameterization="standard", s=(2, 1))),
     "residual-layernorm-concat": lambda: (
         nk.Dense(8, W_std=1.2, b_std=0.1)
         >> ((nk.Dense(8, W_std=1.5, b_std=0.2) >> nk.Relu() >> nk.Dense(8)) + nk.Identity())

@@ -10,7 +10,21 @@ r"""Composition: series (``>>``), sums of branches (``+``) and concatenation (``
 * ``a | b`` concatenates along channels: :math:`K = \sum_i \frac{C_i}{C} K_i`.
 
 ``serial``, ``parallel``, ``FanOut``, ``FanInSum`` and ``FanInConcat`` are the same operations for
-code written in the style of ``jax.example_libraries.stax``.
+code written in the style of ``jax.example_libraries.stax``. ``FanInConcat(axis)`` along a *spatial*
+axis (as neural-tangents 0.6.5) stacks the branches' positions: for centred Gaussian branches that
+are pairwise uncorrelated, the covariance of the concatenated feature is block-diagonal along that
+axis,
+
+.. math::
+    K_{p p'} = \begin{cases} K^{(i)}_{p - o_i,\, p' - o_i} & p, p' \text{ both in branch } i
+    \text{ (offset } o_i) \\ 0 & \text{otherwise,} \end{cases}
+
+and likewise :math:`\Theta` (the cross blocks of the NTK vanish because each is linear in some
+branch's zero-mean weights). On the diagonal spatial layout this is a plain concatenation. Two
+branches are known to be uncorrelated when at least one of them ends in its own ``Dense``/``Conv``
+(possibly followed by pooling, ``Flatten``, ``Identity`` or ``LayerNorm``): its output is then an
+odd function of weights the other branch never sees. infntk checks this, where neural-tangents
+assumes it.
 
 Example:
     >>> import jax.numpy as jnp, infntk as nk
@@ -22,9 +36,11 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel, diagonalized
@@ -107,10 +123,51 @@ class Serial(Layer):
             if isinstance(layer, FanInSum) and i > 0 and isinstance(self.layers[i - 1], Parallel):
                 linear = self.layers[i - 1].branch_has_linear
                 k = _with_position(i, layer, lambda: sum_kernels(layer, k, list(linear)))
+            elif isinstance(layer, FanInConcat):
+                fresh = self._fresh_branches(i)
+                k = _with_position(i, layer, lambda: layer.kernel_map(k, fresh=fresh))
             else:
                 k = _with_position(i, layer, lambda: layer.kernel_map(k))
         return k
 
+    def _fresh_branches(self, i: int) -> Optional[list]:
+        """For the list that reaches layer ``i``: which branches end in their own weights (see
+        :func:`ends_fresh`), following the ``parallel`` layers right before it; ``None`` when
+        unknown (no ``parallel`` there)."""
+        j = i
+        while j > 0 and isinstance(self.layers[j - 1], Parallel):
+            j -= 1
+        chain = self.layers[j:i]
+        if not chain or len({len(p.layers) for p in chain}) != 1:
+            return None
+        return [ends_fresh(Serial.of(*(p.layers[b] for p in chain)))
+                for b in range(len(chain[0].layers))]
+
+
+def ends_fresh(layer: Layer) -> bool:
+    """Whether the layer's output is an odd function of zero-mean weights drawn inside it, so that
+    it is uncorrelated with (and its NTK has no cross term with) any feature computed without them:
+    it ends in a ``Dense``/``Conv``, possibly followed by layers that keep that property."""
+    if isinstance(layer, Serial):
+        for sub in reversed(layer.layers):
+            if ends_fresh(sub):
+                return True
+            if not _passes_fresh(sub):
+                return False
+        return False
+    if isinstance(layer, (Sum, Concat)):
+        return all(ends_fresh(b) for b in layer.branches)
+    return bool(getattr(layer, "is_linear", False))
+
+
+def _passes_fresh(layer: Layer) -> bool:
+    """Weightless layers that map an odd function of fresh weights to another one."""
+    from .identity import Identity
+    from .normalization import LayerNorm
+    from .pooling import AvgPool, Flatten, GlobalAvgPool
+    if isinstance(layer, Serial):
+        return all(_passes_fresh(sub) for sub in layer.layers)
+    return isinstance(layer, (Identity, LayerNorm, AvgPool, GlobalAvgPool, Flatten))
 
 
 @frozen
@@ -187,7 +244,6 @@ class Concat(Layer):
         return fan_in_concat_shape(self, [o[0] for o in out]), tuple(o[1] for o in out)
 
     def apply(self, params, x, **kwargs):
-        import jax.numpy as jnp
         return jnp.concatenate([b.apply(p, x, **kwargs) for b, p in zip(self.branches, params)], -1)
 
     def needs_full(self, out_full: bool) -> bool:
@@ -281,28 +337,54 @@ class FanInSum(Layer):
 
 @frozen
 class FanInConcat(Layer):
-    """Concatenate a list of inputs along ``axis`` (only the channel axis, -1, has a kernel)."""
+    """Concatenate a list of inputs along ``axis``: the channel axis (-1; any branches, see
+    :func:`concat_kernels`) or a spatial axis (pairwise uncorrelated Gaussian branches, see
+    :func:`concat_spatial_kernels`). The batch axis (0) has no kernel and is refused."""
 
     axis: int = -1
 
     def __post_init__(self):
-        if self.axis != -1:
-            raise self.error("only concatenation along the channel axis (-1) is supported; other "
-                             f"axes have no infinite-width channel structure (got axis={self.axis}).")
+        if isinstance(self.axis, bool) or not isinstance(self.axis, (int, np.integer)):
+            raise self.error(f"axis must be an integer, got {self.axis!r}.")
+        object.__setattr__(self, "axis", int(self.axis))
+
+    @property
+    def label(self) -> str:
+        return f"FanInConcat(axis={self.axis})"
+
+    def resolved_axis(self, ndim: int) -> int:
+        """``axis`` as a non-negative index into inputs with ``ndim`` axes (validated)."""
+        if not -ndim <= self.axis < ndim:
+            raise self.error(f"axis {self.axis} is out of range for inputs with {ndim} axes.")
+        a = self.axis % ndim
+        if a == 0:
+            raise self.error("cannot concatenate along the batch axis (0): inputs are the rows of "
+                             "the kernel, not features; concatenate the data instead.")
+        return a
 
     def output_shape(self, input_shape):
         if not isinstance(input_shape, list):
             raise self.error("expects a list of inputs (after FanOut and parallel).")
-        return fan_in_concat_shape(self, input_shape)
+        ndim = len(input_shape[0])
+        a = self.resolved_axis(ndim)
+        if a == ndim - 1:
+            return fan_in_concat_shape(self, input_shape)
+        return fan_in_concat_spatial_shape(self, input_shape, a)
 
     def apply(self, params, xs, **kwargs):
-        import jax.numpy as jnp
-        return jnp.concatenate(xs, axis=-1)
+        self.output_shape([tuple(x.shape) for x in xs])
+        return jnp.concatenate(xs, axis=self.axis)
 
-    def kernel_map(self, ks):
+    def kernel_map(self, ks, fresh: Optional[Sequence[bool]] = None):
+        """``fresh[i]``: branch ``i`` ends in its own weights (:func:`ends_fresh`); given by the
+        enclosing ``serial`` from the ``parallel`` before this layer, ``None`` when unknown."""
         if not isinstance(ks, list):
             raise self.error("expects a list of inputs (after FanOut and parallel).")
-        return concat_kernels(self, ks)
+        ndim = len(ks[0].shape1)
+        a = self.resolved_axis(ndim)
+        if a == ndim - 1:
+            return concat_kernels(self, ks)
+        return concat_spatial_kernels(self, ks, a - 1, fresh)
 
 
 def serial(*layers: Layer) -> Serial:
@@ -337,6 +419,16 @@ def fan_in_concat_shape(layer: Layer, shapes) -> tuple:
             raise layer.error(f"branches must agree in all but the channel axis to be concatenated; "
                               f"branch 0 gives {first}, branch {i} gives {tuple(s)}.")
     return first[:-1] + (sum(s[-1] for s in shapes),)
+
+
+def fan_in_concat_spatial_shape(layer: Layer, shapes, axis: int) -> tuple:
+    first = tuple(shapes[0])
+    for i, s in enumerate(shapes[1:], 1):
+        s = tuple(s)
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise layer.error(f"branches must agree in every axis but axis {axis} to be "
+                              f"concatenated along it; branch 0 gives {first}, branch {i} gives {s}.")
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
 
 
 def sum_kernels(layer: Layer, ks: Sequence[Kernel], linear) -> Kernel:
@@ -416,6 +508,56 @@ def concat_kernels(layer: Layer, ks: Sequence[Kernel]) -> Kernel:
                          shape1=shape1, shape2=shape2, is_input=False,
                          is_gaussian=all(k.is_gaussian and k.pre is None for k in ks),
                          pre=None, feature=None)
+
+
+def concat_spatial_kernels(layer: Layer, ks: Sequence[Kernel], j: int,
+                           fresh: Optional[Sequence[bool]]) -> Kernel:
+    r"""Concatenation along spatial axis ``j`` (0-based among the spatial axes) of pairwise
+    uncorrelated centred Gaussian branches: block-diagonal covariance (module docstring)."""
+    shape1 = fan_in_concat_spatial_shape(layer, [k.shape1 for k in ks], j + 1)
+    shape2 = fan_in_concat_spatial_shape(layer, [k.shape2 for k in ks], j + 1)
+    for i, k in enumerate(ks):
+        if k.is_input:
+            raise layer.error(f"branch {i} is the raw input, which is not a Gaussian feature: "
+                              "concatenation along a spatial axis needs every branch to end in a "
+                              "linear layer (Dense/Conv, then pooling/Flatten/LayerNorm at most), "
+                              "as in neural-tangents.")
+        if not k.is_gaussian or k.pre is not None:
+            raise layer.error(f"branch {i} is not Gaussian (it ends in a nonlinearity): "
+                              "concatenation along a spatial axis is only known for centred "
+                              "Gaussian branches (neural-tangents refuses this too); add a "
+                              "Dense/Conv at the end of the branch.")
+    if len({k.diagonal_spatial for k in ks}) != 1:
+        raise layer.error("branches reach it in different spatial layouts; this is an internal "
+                          "inconsistency, please report it.")
+    shared = [i for i, f in enumerate(fresh if fresh is not None else [False] * len(ks)) if not f]
+    if len(ks) > 1 and len(shared) > 1:
+        raise layer.error(
+            f"branches {shared[0]} and {shared[1]} are not known to be independent: concatenation "
+            "along a spatial axis needs every pair of branches uncorrelated, i.e. at most one "
+            "branch without its own Dense/Conv at its end (FanOut, then parallel(...) of such "
+            "branches, then FanInConcat). neural-tangents assumes this without checking.")
+    diag = ks[0].diagonal_spatial
+
+    def cat(name: str, lead: int):
+        parts = [getattr(k, name) for k in ks]
+        if any(p is None for p in parts):
+            return None
+        if diag:
+            return jnp.concatenate(parts, axis=lead + j)
+        # full layout: axes (lead + 2j, lead + 2j + 1) are the pair of positions along axis j
+        row, col = lead + 2 * j, lead + 2 * j + 1
+        sizes = [p.shape[col] for p in parts]
+        blocks = []
+        for i, p in enumerate(parts):
+            pads = [(0, 0)] * p.ndim
+            pads[col] = (sum(sizes[:i]), sum(sizes[i + 1:]))
+            blocks.append(jnp.pad(p, pads))
+        return jnp.concatenate(blocks, axis=row)
+
+    return ks[0].replace(nngp=cat("nngp", 2), ntk=cat("ntk", 2), cov1=cat("cov1", 1),
+                         cov2=cat("cov2", 1), shape1=shape1, shape2=shape2, is_input=False,
+                         is_gaussian=True, pre=None, feature=None)
 
 
 def _with_position(i: int, layer: Layer, fn):

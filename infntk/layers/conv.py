@@ -10,7 +10,9 @@ over offsets, so the covariance maps as
 
 with zero (``SAME``) or periodic (``CIRCULAR``) padding of ``K``, and
 :math:`\Theta' = K' + \sigma_w^2 \mathcal A[\Theta]` (NTK parameterization) or
-:math:`\Theta' = n|F|\,\mathcal A[K] + \sigma_w^2 \mathcal A[\Theta] + [b]` (standard), as in
+:math:`\Theta' = \frac{n|F|}{s_0}\,\mathcal A[K] + \sigma_w^2 \mathcal A[\Theta] + [b]` (standard,
+with the width scalings ``s = (s_0, s_1)`` of :mod:`infntk.layers.dense`: ``out_chan * s_1``
+channels, weights of variance :math:`\sigma_w^2 s_0/(n|F|)`, output divided by :math:`\sqrt{s_0}`), as in
 neural-tangents 0.6.5 (Novak et al. 2019; Arora et al. 2019). On the diagonal layout the map is an
 ordinary box-filter convolution of the per-position variances.
 
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 from ..kernel import Kernel
 from . import spatial
 from .base import Layer, check_int_tuple, check_positive_int, frozen
-from .dense import scale_and_shift, validate_affine
+from .dense import out_width, scale_and_shift, validate_affine, weight_fan_in
 
 _SPECS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -48,6 +50,7 @@ class Conv(Layer):
     W_std: float = 1.0
     b_std: Optional[float] = None
     parameterization: str = "ntk"
+    s: tuple = (1, 1)
 
     def __post_init__(self):
         where = f"Conv({self.out_chan!r}, {self.filter_shape!r})"
@@ -83,7 +86,7 @@ class Conv(Layer):
                 raise self.error(f"filter {self.filter_shape} is larger than the input's spatial "
                                  f"shape {tuple(sp)} with VALID padding.")
             out.append(spatial.output_size(n, f, s, self.padding))
-        return (input_shape[0], *out, self.out_chan)
+        return (input_shape[0], *out, out_width(self, self.out_chan))
 
     def fan_in(self, input_shape) -> int:
         return input_shape[-1] * math.prod(self.filter_shape)
@@ -91,10 +94,10 @@ class Conv(Layer):
     def init(self, key, input_shape):
         out = self.output_shape(tuple(input_shape))
         k1, k2 = jax.random.split(key)
-        W = jax.random.normal(k1, (*self.filter_shape, input_shape[-1], self.out_chan))
-        b = None if self.b_std is None else jax.random.normal(k2, (1,) * (self.ndim + 1) + (self.out_chan,))
+        W = jax.random.normal(k1, (*self.filter_shape, input_shape[-1], out[-1]))
+        b = None if self.b_std is None else jax.random.normal(k2, (1,) * (self.ndim + 1) + (out[-1],))
         if self.parameterization == "standard":
-            W = W * (self.W_std / self.fan_in(input_shape) ** 0.5)
+            W = W * (self.W_std / weight_fan_in(self, self.fan_in(input_shape)) ** 0.5)
             b = None if b is None else b * self.b_std
         return out, (W, b)
 
@@ -134,8 +137,8 @@ class Conv(Layer):
             if self.parameterization == "ntk":
                 ntk = nngp + w2 * unscaled(ntk, 2, sp1)
             else:
-                ntk = (self.fan_in(k.shape1) * nngp_unscaled + w2 * unscaled(ntk, 2, sp1)
-                       + (0.0 if self.b_std is None else 1.0))
+                ntk = (weight_fan_in(self, self.fan_in(k.shape1)) * nngp_unscaled
+                       + w2 * unscaled(ntk, 2, sp1) + (0.0 if self.b_std is None else 1.0))
         return k.replace(nngp=nngp, ntk=ntk, cov1=affine(k.cov1, 1, sp1), cov2=affine(k.cov2, 1, sp2),
                          shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
                          is_gaussian=True, is_input=False, pre=None, feature=None)

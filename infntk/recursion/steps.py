@@ -34,6 +34,7 @@ from ..layers import (AvgPool, Concat, Conv, Dense, Elementwise, FanInConcat, Fa
                       Flatten, GlobalAvgPool, Identity, LayerNorm, Parallel, Serial, Sum)
 from ..layers import nonlinear
 from ..layers.branching import has_linear
+from ..layers.dense import out_width
 from ..dual import Q11, Q12, Q22
 from .symbols import XX, XY, YY, operator, param_symbol, state_symbols
 
@@ -403,6 +404,8 @@ def _layer(layer, s, ctx: Ctx, label_out: tuple, prev):
     if isinstance(layer, FanInConcat):
         if not isinstance(s, list):
             raise layer.error("expects a list of inputs (after FanOut and parallel).")
+        if layer.axis != -1 and not all(si.spatial is False for si in s):
+            return _spatial_concat(layer, s, ctx), "fan_in_concat", {}
         return _concat(layer, s, ctx), "fan_in_concat", {}
     # an unknown layer: an opaque operator
     name = type(layer).__name__
@@ -447,9 +450,14 @@ def _dense(layer: Dense, s: State, ctx: Ctx, label) -> State:
     if layer.parameterization == "ntk":
         ntk = nngp + w2 * s.t12
     else:
-        ntk = ctx.fan_in(s.channels) * s.k12 + w2 * s.t12 + (0 if b is None else 1)
+        ntk = _over_s0(layer, ctx.fan_in(s.channels)) * s.k12 + w2 * s.t12 + (0 if b is None else 1)
     return s.new(k11=w2 * s.k11 + b2, k12=nngp, k22=w2 * s.k22 + b2, t12=ntk,
-                 channels=layer.out_dim, is_gaussian=True, pre=None, feature=None)
+                 channels=out_width(layer, layer.out_dim), is_gaussian=True, pre=None, feature=None)
+
+
+def _over_s0(layer, fan_in):
+    """The standard parameterization's NTK width :math:`n/s_0` (``s_0 = layer.s[0]``)."""
+    return fan_in if layer.s[0] == 1 else fan_in / sp.Integer(layer.s[0])
 
 
 def _fmt_tuple(t) -> str:
@@ -473,9 +481,9 @@ def _conv(layer: Conv, s: State, ctx: Ctx, label) -> State:
         size = math.prod(layer.filter_shape)
         fan = None if s.channels is None else (
             f"{s.channels}·{size}" if isinstance(s.channels, str) else s.channels * size)
-        ntk = ctx.fan_in(fan) * A(s.k12) + w2 * A(s.t12) + (0 if b is None else 1)
+        ntk = _over_s0(layer, ctx.fan_in(fan)) * A(s.k12) + w2 * A(s.t12) + (0 if b is None else 1)
     return s.new(k11=w2 * A(s.k11) + b2, k12=nngp, k22=w2 * A(s.k22) + b2, t12=ntk,
-                 channels=layer.out_chan, spatial=True, is_gaussian=True, pre=None, feature=None)
+                 channels=out_width(layer, layer.out_chan), spatial=True, is_gaussian=True, pre=None, feature=None)
 
 
 def _avgpool(layer: AvgPool, s: State, ctx: Ctx) -> State:
@@ -592,6 +600,16 @@ def _sum(layer, states, linear, ctx: Ctx) -> State:
     for s in independent[1:]:
         out = _add_independent(layer, out, s, ctx)
     return out
+
+
+def _spatial_concat(layer, states, ctx: Ctx) -> State:
+    """Concatenation along a spatial axis: block-diagonal covariance, an operator of the branches."""
+    if not ctx.display:
+        raise NotSymbolic(f"closed_form: {layer.label} acts on the spatial covariance; the closed "
+                          "form in (xx, xy, yy) exists only for fully-connected models.")
+    C = operator(f"concat_{{axis={layer.axis}}}", rf"\mathrm{{concat}}_{{{layer.axis}}}", linear=True)
+    return states[0].new(**{n: C(*(getattr(st, n) for st in states)) for n in ("k11", "k12", "k22", "t12")},
+                         spatial=True, is_gaussian=True, pre=None, feature=None)
 
 
 def _concat(layer, states, ctx: Ctx) -> State:
