@@ -14,7 +14,7 @@ Example:
     >>> d.nngp
     2*asin(2*q12/(sqrt(2*q11 + 1)*sqrt(2*q22 + 1)))/pi
     >>> round(float(d.nngp_fn(1.0, 0.5, 1.0)), 6)
-    0.230053
+    0.216347
 """
 from __future__ import annotations
 
