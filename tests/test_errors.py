@@ -1,4 +1,5 @@
 """Bad input gets a clear InfntkError naming the layer and the problem."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -102,3 +103,62 @@ def test_errors_are_value_errors_without_jax_traces():
         nk.Dense(3).kernel(jnp.ones((2, 3)), jnp.ones((2, 4)))
     except ValueError as e:
         assert "Traceback" not in str(e) and "jax" not in str(e).lower()
+
+
+@pytest.mark.parametrize("bad", [(0, 1), (1, -2), (1.0, 2), (1.5, 1), (True, 1), (2,), (1, 2, 3), "ab", 2])
+def test_bad_width_scalings_s(bad):
+    with raises(r"Dense\(3\): s must be a pair of positive integers \(s_in, s_out\)"):
+        nk.Dense(3, parameterization="standard", s=bad)
+    with raises(r"Conv\(2, \(3,\)\): s must be a pair of positive integers"):
+        nk.Conv(2, (3,), parameterization="standard", s=bad)
+    with raises(r"Dense\(3\): s must be a pair"):
+        stax.Dense(3, parameterization="standard", s=bad)
+
+
+def test_width_scalings_s_have_no_effect_under_ntk_parameterization():
+    # as neural-tangents: s only rescales the standard parameterization
+    x = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    plain = nk.Dense(5, W_std=1.3, b_std=0.1) >> nk.Relu() >> nk.Dense(1)
+    scaled = nk.Dense(5, W_std=1.3, b_std=0.1, s=(1, 3)) >> nk.Relu() >> nk.Dense(1, s=(3, 1))
+    assert scaled.init(jax.random.PRNGKey(0), (3, 4))[1][0][0].shape == (4, 5)  # not 4 x 15
+    np.testing.assert_array_equal(scaled.kernel(x, get="ntk"), plain.kernel(x, get="ntk"))
+
+
+def _two_branches(*branches, axis=1):
+    return nk.serial(nk.Conv(3, (2, 2), padding="SAME"), nk.FanOut(len(branches)),
+                     nk.parallel(*branches), nk.FanInConcat(axis=axis))
+
+
+def test_fan_in_concat_bad_axis():
+    x = jnp.ones((2, 4, 4, 1))
+    with raises(r"FanInConcat\(axis=0\): cannot concatenate along the batch axis"):
+        _two_branches(nk.Conv(2, (1, 1)), nk.Conv(2, (1, 1)), axis=0).kernel(x)
+    with raises(r"FanInConcat\(axis=4\): axis 4 is out of range for inputs with 4 axes"):
+        _two_branches(nk.Conv(2, (1, 1)), nk.Conv(2, (1, 1)), axis=4).kernel(x)
+    with raises(r"FanInConcat.*axis must be an integer, got 1.5"):
+        nk.FanInConcat(1.5)
+
+
+def test_fan_in_concat_along_space_refuses_what_it_cannot_know():
+    x = jnp.ones((2, 4, 4, 1))
+    # shapes must agree off the concatenation axis (here: channels 2 vs 3)
+    with raises(r"FanInConcat\(axis=1\): branches must agree in every axis but axis 1.*"
+                r"\(2, 4, 4, 2\).*\(2, 4, 4, 3\)"):
+        _two_branches(nk.Conv(2, (1, 1)), nk.Conv(3, (1, 1))).kernel(x)
+    # a branch ending in a nonlinearity is not Gaussian (neural-tangents refuses this too)
+    with raises(r"layer #3 FanInConcat\(axis=1\): branch 0 is not Gaussian"):
+        _two_branches(nk.Relu(), nk.Conv(3, (1, 1))).kernel(x)
+    # the raw input is not a Gaussian feature
+    raw = nk.serial(nk.FanOut(2), nk.parallel(nk.Identity(), nk.Conv(1, (1, 1))), nk.FanInConcat(1))
+    with raises(r"FanInConcat\(axis=1\): branch 0 is the raw input"):
+        raw.kernel(x)
+    # two branches without their own weights: their cross covariance is not zero
+    with raises(r"FanInConcat\(axis=2\): branches 0 and 1 are not known to be independent"):
+        _two_branches(nk.Identity(), nk.Identity(), axis=2).kernel(x)
+    # a residual sum is Gaussian but not fresh: it shares the identity part with branch 1
+    with raises(r"branches 1 and 2 are not known to be independent"):
+        _two_branches(nk.Conv(3, (1, 1)), nk.Identity(), nk.Conv(3, (1, 1)) + nk.Identity()).kernel(x)
+    # without a parallel in front of it, nothing is known about the branches
+    k = nk.Conv(3, (1, 1)).kernel_map(nk.Conv(3, (1, 1)).input_kernel(x))
+    with raises(r"FanInConcat\(axis=1\): branches 0 and 1 are not known to be independent"):
+        nk.FanInConcat(axis=1).kernel_map([k, k])

@@ -31,6 +31,11 @@ def dense_net(act, width=W, **kw):
 DENSE_CASES = {
     "relu": dense_net(nk.Relu()),
     "relu-standard": dense_net(nk.Relu(), parameterization="standard"),
+    # width scalings s: 512 and 768 hidden channels; NTK terms n/s_0 = 4, 256, 256
+    "standard-s": nk.serial(
+        nk.Dense(W // 4, W_std=1.4, b_std=0.2, parameterization="standard", s=(1, 2)), nk.Relu(),
+        nk.Dense(W // 4, W_std=1.3, b_std=0.1, parameterization="standard", s=(2, 3)), nk.Erf(),
+        nk.Dense(1, W_std=1.2, b_std=0.1, parameterization="standard", s=(3, 1))),
     "erf": dense_net(nk.Erf(1.3, 0.8, 0.1)),
     "abrelu": dense_net(nk.ABRelu(-0.4, 1.1)),
     "leaky": dense_net(nk.LeakyRelu(0.2)),
@@ -86,6 +91,20 @@ CONV_CASES = {
                    (2, 3, 3, 3, 1)),
     "conv-standard": (conv_net(nk.Conv(C, (3, 3), padding="SAME", b_std=0.1, parameterization="standard")
                                >> nk.Relu(), nk.Flatten()), (2, 4, 4, 1)),
+    "conv-standard-s": (nk.Conv(C // 2, (3, 3), padding="SAME", b_std=0.1, parameterization="standard",
+                                s=(1, 2)) >> nk.Relu() >> nk.Flatten()
+                        >> nk.Dense(1, W_std=1.1, parameterization="standard", s=(2, 1)), (2, 4, 4, 1)),
+    # concatenation along a spatial axis: two conv branches stacked along the height (full layout,
+    # the pooling readout sees the zero cross blocks) ...
+    "concat-height-gap": (conv_net(nk.serial(
+        nk.FanOut(2), nk.parallel(nk.Conv(C, (2, 2), padding="SAME", W_std=1.3, b_std=0.1),
+                                  nk.Conv(C, (3, 3), padding="SAME", W_std=0.9)),
+        nk.FanInConcat(axis=1), nk.Relu()), nk.GlobalAvgPool()), (2, 3, 3, 1)),
+    # ... and a Gaussian feature next to a fresh conv of it, along a 1-D sequence (diagonal layout)
+    "concat-sequence-flatten": (conv_net(nk.serial(
+        nk.Conv(C, (2,), padding="SAME", W_std=1.2, b_std=0.2), nk.FanOut(2),
+        nk.parallel(nk.Identity(), nk.Conv(C, (2,), W_std=1.1)),
+        nk.FanInConcat(axis=1), nk.Erf()), nk.Flatten()), (2, 5, 1)),
     "conv-residual-layernorm": (conv_net(nk.Conv(C, (3, 3), padding="SAME") >>
                                          ((nk.Relu() >> nk.Conv(C, (3, 3), padding="SAME")) + nk.Identity())
                                          >> nk.LayerNorm(), nk.GlobalAvgPool()), (2, 4, 4, 1)),
