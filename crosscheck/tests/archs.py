@@ -9,13 +9,15 @@ Coverage (asserted by test_stax_vs_nt.test_coverage):
   layers      Dense, Conv 1-D/2-D/3-D x VALID/SAME/CIRCULAR x several strides and filter shapes,
               AvgPool x VALID/SAME(normalize_edges both)/CIRCULAR x strides (1-D, 2-D, 3-D),
               GlobalAvgPool, Flatten, Identity, LayerNorm (channel axis; all non-batch axes; eps),
-              FanOut / FanInSum / FanInConcat / parallel / serial, residual blocks, concatenated
-              branches of unequal widths;
+              FanOut / FanInSum / FanInConcat (channels; a spatial axis in 1-D and 2-D, both
+              spatial layouts) / parallel / serial, residual blocks, concatenated branches of
+              unequal widths;
   activations Relu, ABRelu, LeakyRelu, Abs, Erf, Gelu, Sin, Cos, Exp, Gaussian, Rbf, Sign, Monomial,
               RectifiedMonomial, Polynomial, Hermite -- each with every parameter non-default, each
               both after Dense (diagonal covariance path) and after Conv with a GlobalAvgPool readout
               (full spatial covariance path);
-  both parameterizations ('ntk', 'standard', with and without ``s``), deep stacks (>= 20 layers).
+  both parameterizations ('ntk', 'standard', with and without ``s`` on Dense and Conv), deep stacks
+  (>= 20 layers).
 
 What is *not* here because neural-tangents refuses it (infntk supports it, so it cannot be
 cross-checked; it is checked against Monte Carlo in the main suite instead): two activations in a
@@ -173,6 +175,20 @@ def standard_conv(s):
                     s.Relu(),
                     s.Conv(7, (2,), strides=(2,), W_std=0.9, b_std=0.1, parameterization=p),
                     s.Relu(), s.Flatten(), s.Dense(1, W_std=1.2, parameterization=p))
+
+
+@arch("parameterization", (6, 5, 2))
+def standard_conv_s(s):
+    # `s` on convolutions: 2 -> 3 -> 2 width scalings through a 2-D stack with pooling readout.
+    p = "standard"
+    return s.serial(s.Conv(3, (2, 2), padding="SAME", W_std=1.3, b_std=0.2, parameterization=p,
+                           s=(1, 2)), s.Relu(),
+                    s.Conv(4, (3, 2), strides=(2, 1), W_std=0.9, b_std=0.1, parameterization=p,
+                           s=(2, 3)), s.Erf(),
+                    s.Conv(3, (2, 2), padding="CIRCULAR", W_std=1.1, parameterization=p,
+                           s=(3, 2)), s.Relu(),
+                    s.AvgPool((2, 2), padding="SAME"), s.Flatten(),
+                    s.Dense(1, W_std=1.2, b_std=0.3, parameterization=p, s=(2, 1)))
 
 
 @arch("parameterization", (5,))
@@ -387,6 +403,28 @@ def concat_along_space(s):
                                s.Conv(6, (3,), padding="CIRCULAR", W_std=0.8)),
                     s.FanInConcat(axis=1), s.Relu(), s.Conv(6, (2,), strides=(2,), W_std=1.1),
                     s.Relu(), s.GlobalAvgPool(), s.Dense(1))
+
+
+@arch("branching", (4, 4, 2))
+def concat_along_width_flatten(s):
+    # Three Gaussian branches of unequal widths (3 + 2 + 4) concatenated along the width axis of
+    # an image (diagonal spatial layout: Flatten readout); one branch pools before the concat.
+    return s.serial(s.Conv(4, (2, 2), padding="SAME", W_std=1.3, b_std=0.1), s.Relu(), s.FanOut(3),
+                    s.parallel(s.Conv(5, (1, 2), W_std=1.2, b_std=0.2),
+                               s.serial(s.Conv(5, (3, 1), padding="SAME", W_std=0.8),
+                                        s.AvgPool((1, 2))),
+                               s.Conv(5, (1, 1), W_std=1.0, b_std=0.3)),
+                    s.FanInConcat(axis=-2), s.Erf(), s.Flatten(), s.Dense(1, W_std=1.1))
+
+
+@arch("branching", (3, 4, 2))
+def concat_along_height_pool(s):
+    # A Gaussian feature next to a fresh conv of it, stacked along the height axis (full spatial
+    # layout: pooling readout); the two halves are uncorrelated, each half keeps its covariance.
+    return s.serial(s.Conv(4, (2, 2), padding="SAME", W_std=1.3, b_std=0.1), s.FanOut(2),
+                    s.parallel(s.Identity(), s.Conv(4, (2, 2), padding="SAME", W_std=0.9)),
+                    s.FanInConcat(axis=1), s.Relu(), s.Conv(3, (2, 2), W_std=1.2),
+                    s.AvgPool((2, 2), padding="SAME"), s.Relu(), s.GlobalAvgPool(), s.Dense(1))
 
 
 @arch("branching", (5,))
