@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import functools
 import dataclasses
+import types
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -37,6 +38,7 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel
+from . import blocking
 
 Shape = tuple
 Get = Union[None, str, Sequence[str]]
@@ -137,7 +139,7 @@ class Layer:
             self.output_shape(tuple(x2.shape))
         get_key = get if (get is None or isinstance(get, str)) else tuple(get)
         _get_names(get_key)
-        return _compiled_kernel(self, get_key)(x1, x2)
+        return _compiled_kernel(self, get_key, blocking.TARGET_ENTRIES)(x1, x2)
 
     def _check_inputs(self, x1, x2):
         xs = []
@@ -170,10 +172,44 @@ class Layer:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_kernel(layer: Layer, get):
+def _compiled_kernel(layer: Layer, get, block_target: int):
+    def state(x1, x2):
+        return layer.kernel_map_model(layer._input_kernel(x1, x2, get))
+
     def run(x1, x2):
-        return _select(layer.kernel_map_model(layer._input_kernel(x1, x2, get)), get)
+        plan = _block_plan(layer, state, get, x1, x2, block_target)
+        if plan is None:
+            return _select(state(x1, x2), get)
+        block, swap = plan
+        names = _get_names(get)
+        def fields(a, b):
+            k = state(a, b)
+            return tuple(getattr(k, n) for n in names)
+
+        out = blocking.blocked_kernel(fields, x1, x2, block, swap)
+        return out[0] if isinstance(get, str) else _select(types.SimpleNamespace(**dict(zip(names, out))), names)
     return jax.jit(run)
+
+
+def _block_plan(layer: Layer, state, get, x1, x2, target: int):
+    """``(block, swap permutations)`` when the Gram matrix is worth computing in blocks, else None.
+
+    Only the pairwise quantities (``nngp``, ``ntk``) of a single-output model are blocked.
+    """
+    names = _get_names(get)
+    if get is None or any(n not in ("nngp", "ntk") for n in names):
+        return None
+    one1 = jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)
+    first = jax.eval_shape(lambda a: layer._input_kernel(a, None, get), one1)
+    last = jax.eval_shape(lambda a: state(a, None), one1)
+    if not isinstance(last, Kernel):
+        return None
+    block = blocking.block_size(max(first.nngp.size, last.nngp.size), target)
+    if block >= max(x1.shape[0], 0 if x2 is None else x2.shape[0]):
+        return None
+    swap = tuple(blocking.swap_permutation(getattr(last, n).ndim, last.spatial_ndim,
+                                           last.diagonal_spatial) for n in names)
+    return block, swap
 
 
 def spatial_output(layer: Layer, input_shape: Shape) -> bool:

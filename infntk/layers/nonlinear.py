@@ -35,14 +35,21 @@ from ..kernel import Kernel, pair_broadcast
 def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
     """The state of ``feature(h)`` for the Gaussian pre-activation state ``base`` of ``h``."""
     q11, q22 = base.pair_variances("nngp")
+    q12 = base.nngp
+    if base.cov2 is None:
+        # x2 = x1: the pre-activation's batch diagonal and the per-input variances q11 = q22 come
+        # out of different fusions of the preceding linear maps (one may contract to an FMA), so
+        # they can differ by an ulp; set them equal so both duals see rho exactly 1 there.
+        n = q12.shape[0]
+        q12 = q12.at[jnp.arange(n), jnp.arange(n)].set(base.cov1)
     ntk = None
     if base.ntk is not None and hasattr(feature, "joint_fn"):
-        nngp, dnngp = feature.joint_fn(q11, base.nngp, q22)
+        nngp, dnngp = feature.joint_fn(q11, q12, q22)
         ntk = dnngp * base.ntk
     else:
-        nngp = feature.nngp_fn(q11, base.nngp, q22)
+        nngp = feature.nngp_fn(q11, q12, q22)
         if base.ntk is not None:
-            ntk = feature.dnngp_fn(q11, base.nngp, q22) * base.ntk
+            ntk = feature.dnngp_fn(q11, q12, q22) * base.ntk
     a, b = base.pair_variances("cov1")
     cov1 = feature.nngp_fn(a, base.cov1, b)
     cov2 = None
