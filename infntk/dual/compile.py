@@ -18,9 +18,9 @@ numbers stay finite where the mathematics is finite:
 
 and, exactly, for speed (see :func:`_rewrite_correlation`, :func:`_share_roots`): a correlation
 :math:`c = N/\sqrt P` (:math:`\rho`, and GELU's and erf's :math:`q_{12}/\sqrt{(1+q_{11})(1+q_{22})}`
--like ones) gives its angle and every :math:`(1-c^2)^{k/2}` from the one root
-:math:`\sqrt{P - N^2}`, shared by :math:`T` and :math:`T'` when they are compiled together
-(:func:`compile_exprs`).
+-like ones) gives its angle and every :math:`(1-c^2)^{k/2}` from one root of
+:math:`D = P - N^2` (:math:`\sqrt D` for :math:`\rho`, :math:`1/\sqrt D` where :math:`P > 0`
+even at zero variances), and angles are one-argument ``atan`` (cheaper than ``atan2`` in XLA).
 
 Everything else is left to ``jax.numpy``: a negative power of a quantity that can vanish for other
 reasons is a genuine infinity and is reported as ``inf``.
@@ -118,11 +118,15 @@ def _safe_pow_jvp(p, primals, tangents):
 @jax.custom_jvp
 def safe_angle(x, y):
     """``atan2(x, y)`` for ``x >= 0``, with ``pi/2`` at ``x = y = 0``; finite derivative there."""
-    # XLA's atan2 on purpose: the faster fastmath.fast_angle wins 4x in isolation but, inside a
-    # deep composed recursion, XLA fuses it badly (10 x [Dense, Relu] ran 4.7x slower, compiled 4x
-    # slower); see benchmarks/results.
+    # As pi/2 - atan(y/x): exact at x = 0 (y/x = +-inf, atan = +-pi/2, the angle exactly 0 or pi),
+    # and XLA's one-argument atan costs ~0.6 of its atan2 (ReLU's T and T' on 1000x1000 float64:
+    # 0.67x of the atan2 form). The absolute error is that of atan2 (an ulp of pi/2); only the
+    # relative error of an angle below ~1e-8 is larger, and the duals use theta next to pi.
+    # An XLA primitive on purpose: the faster fastmath.fast_angle wins 4x in isolation but, inside
+    # a deep composed recursion, XLA fuses its cheap operations badly (10 x [Dense, Relu] ran 4.7x
+    # slower, compiled 4x slower); see benchmarks/results.
     both = (x == 0) & (y == 0)
-    return jnp.where(both, jnp.pi / 2, jnp.arctan2(x, y))
+    return jnp.where(both, jnp.pi / 2, jnp.pi / 2 - jnp.arctan(y / x))
 
 
 @safe_angle.defjvp
@@ -133,19 +137,37 @@ def _safe_angle_jvp(primals, tangents):
 
 
 @jax.custom_jvp
-def right_angle(y, x):
-    r"""``atan2(y, x)`` for ``x >= 0`` and ``x^2 + y^2 > 0``, as ``atan(y / x)`` (at ``x = 0``,
-    ``y / x = +-inf`` and the angle is :math:`\pm\pi/2`). XLA's one-argument ``atan`` costs about
-    0.6 of its ``atan2`` (1000x1000 float64 on CPU: 7.6 ms vs 12.6 ms, the division included): the
-    angle of the GELU and erf duals, where :math:`x = \sqrt D > 0`."""
-    return jnp.arctan(y / x)
+def safe_rsqrt(b):
+    """``1 / sqrt(max(b, 0))`` (``inf`` where ``b <= 0``); derivative 0 there."""
+    return jax.lax.rsqrt(jnp.maximum(b, 0.0))
+
+
+@safe_rsqrt.defjvp
+def _safe_rsqrt_jvp(primals, tangents):
+    (b,), (t,) = primals, tangents
+    r = safe_rsqrt(b)
+    ok = b > 0
+    return r, jnp.where(ok, -0.5 * jnp.where(ok, r, 0.0) ** 3, 0.0) * t
+
+
+@jax.custom_jvp
+def right_angle(y, r):
+    r"""``atan2(y, 1/r)`` for ``r = 1/sqrt(D) > 0``, as ``atan(y * r)``; ``r = inf`` (``D <= 0``,
+    only from rounding past :math:`|c| = 1`) gives :math:`\pm\pi/2`.
+
+    XLA's one-argument ``atan`` costs about 0.6 of its ``atan2`` (1000x1000 float64 on CPU:
+    7.6 ms vs 12.6 ms), and the angle of the GELU and erf duals then needs only the reciprocal
+    root their other terms use. The derivative is atan2's, finite at ``r = inf`` too."""
+    return jnp.arctan(y * r)
 
 
 @right_angle.defjvp
 def _right_angle_jvp(primals, tangents):
-    (y, x), (dy, dx) = primals, tangents
-    den = jnp.maximum(x * x + y * y, jnp.finfo(jnp.result_type(x, y)).tiny)
-    return right_angle(y, x), (dy * x - dx * y) / den
+    (y, r), (dy, dr) = primals, tangents
+    # x = 1/r, dx = -dr/r^2: d atan2(y, x) = (x dy - y dx)/(x^2 + y^2)
+    x = jnp.where(jnp.isfinite(r), 1.0 / r, 0.0)
+    den = jnp.maximum(x * x + y * y, jnp.finfo(jnp.result_type(y, r)).tiny)
+    return right_angle(y, r), (x * dy + y * dr * x * x) / den
 
 
 def variance_pow(b, p):
@@ -178,17 +200,16 @@ class SafeAngle(sp.Function):
 
 
 class RightAngle(sp.Function):
-    """Marker for :func:`right_angle` (compile-time only; sympy's own ``atan2`` would not stay
-    one)."""
+    """Marker for :func:`right_angle` (compile-time only)."""
+
+
+class RSqrt(sp.Function):
+    """Marker for :func:`safe_rsqrt` (compile-time only)."""
 
 
 class HalfPow(sp.Function):
     """Marker for ``b ** p`` with a half-integer ``p`` through native sqrt/rsqrt (compile-time only);
     same values as ``b ** p`` (a genuine infinity stays ``inf``)."""
-
-
-class Recip(sp.Function):
-    """Marker for ``1 / x`` (compile-time only; keeps sympy from folding it back into a power)."""
 
 
 _NONNEG = {q: sp.Dummy(q.name, nonnegative=True) for q in (Q11, Q22)}
@@ -247,12 +268,13 @@ def _rewrite_correlation(expr):
         return expr
     subs = {}
     for arg, (n, p, det, strict) in cands.items():
-        root = SafePow(det, sp.S.Half)
         if strict:
             # sqrt(D) > 0 wherever |c| < 1, and N != 0 where D <= 0: atan(N / sqrt(D)) is exact
-            subs[sp.acos(arg)] = sp.pi / 2 - RightAngle(n, root)
-            subs[sp.asin(arg)] = RightAngle(n, root)
+            angle = RightAngle(n, RSqrt(det))
+            subs[sp.acos(arg)] = sp.pi / 2 - angle
+            subs[sp.asin(arg)] = angle
         else:
+            root = SafePow(det, sp.S.Half)
             subs[sp.acos(arg)] = SafeAngle(root, n)
             subs[sp.asin(arg)] = sp.pi / 2 - SafeAngle(root, n)
     return expr.xreplace(subs)
@@ -312,47 +334,41 @@ def rewrite_stable(expr: sp.Expr) -> sp.Expr:
     expr = expr.replace(lambda e: e.is_Pow and e.exp.is_number and not e.exp.is_integer
                         and (2 * e.exp).is_integer and abs(e.exp) <= sp.Rational(5, 2),
                         lambda e: HalfPow(e.base, e.exp))
-    expr = expr.replace(_has_reciprocals, _merge_reciprocals)
-    return _share_roots([expr])[0]
+    return _share_roots(expr)
 
 
-def _has_reciprocals(e) -> bool:
-    return e.is_Mul and sum(1 for f in e.args if _is_reciprocal(f)) >= 2
+def _share_roots(expr):
+    r"""All half-integer powers of one base in ``expr`` from one root.
 
+    Where a base has negative powers (or is the :math:`D` of a :class:`RightAngle`) they all come
+    from :math:`r = 1/\sqrt b`: :math:`b^{-k/2} = r^k`. GELU's :math:`T` (and, the same, its
+    :math:`T'`) then needs one ``rsqrt``, one ``atan`` of :math:`q_{12} r` and multiplications,
+    where it had an ``asin`` (``atan2`` and ``sqrt`` in XLA) and three ``rsqrt``. Positive powers
+    (:math:`b^{m+1/2} = b^m\sqrt b`, clamped at 0) share one ``sqrt`` when there are two or more.
 
-def _is_reciprocal(f) -> bool:
-    return f.is_Pow and f.exp.is_Integer and f.exp < 0 and not f.base.is_number
-
-
-def _merge_reciprocals(e):
-    """``a / b / c -> a * Recip(b c)``: one division instead of one per factor (GELU's
-    :math:`1/((1+q_{11})(1+q_{22}))`); common subexpression elimination then shares it."""
-    den = [f for f in e.args if _is_reciprocal(f)]
-    rest = [f for f in e.args if not _is_reciprocal(f)]
-    return sp.Mul(*rest) * Recip(sp.Mul(*[f.base ** -f.exp for f in den]))
-
-
-def _share_roots(exprs):
-    r"""All half-integer powers of one base from one square root: :math:`b^{m+1/2} = b^m\sqrt b`,
-    :math:`b^{-(2m+1)/2} = (1/\sqrt b)^{2m+1}` (GELU's :math:`T, T'` use :math:`D^{1/2}` in the
-    angle, :math:`D^{-1/2}` and :math:`D^{-3/2}`: one ``sqrt`` and one division instead of a
-    ``sqrt`` and two ``rsqrt``). Only for bases with two or more such powers; the values are
-    those of :func:`safe_pow` (clamped at 0) for positive powers and ``inf`` at :math:`b = 0`
-    for negative ones."""
-    by_base = {}
-    for e in set().union(*(x.atoms(SafePow, HalfPow) for x in exprs)):
+    Per expression on purpose, not across :math:`T` and :math:`T'`: where both use the same
+    root in the same form (GELU), common subexpression elimination shares it anyway; where they
+    do not (erf: the clamped root in :math:`T`'s angle, :math:`D^{-1/2}` in :math:`T'`), forcing
+    one shared array made 10 x [Dense, Erf] slower (183-193 ms vs 152-161 ms CPU time, 1000
+    inputs, float64): XLA writes a root two outputs share to memory, while two different ones
+    fuse into each output's loop."""
+    pos, neg = {}, {}
+    for e in expr.atoms(SafePow, HalfPow):
         b, p = e.args
         if p.is_Rational and p.q == 2:
-            by_base.setdefault(b, set()).add(e)
+            (pos if p > 0 else neg).setdefault(b, set()).add(e)
+    for e in expr.atoms(RSqrt):
+        neg.setdefault(e.args[0], set()).add(e)
     subs = {}
-    for b, es in by_base.items():
-        if len(es) < 2:
-            continue
-        root = SafePow(b, sp.S.Half)
-        for e in es:
-            p = e.args[1]
-            subs[e] = b ** (p - sp.S.Half) * root if p > 0 else Recip(root) ** int(-2 * p)
-    return [x.xreplace(subs) for x in exprs] if subs else list(exprs)
+    for b, es in neg.items():
+        if len(es) > 1:
+            r = RSqrt(b)
+            subs.update({e: r ** int(-2 * e.args[1]) for e in es if not isinstance(e, RSqrt)})
+    for b, es in pos.items():
+        if len(es) > 1:
+            root = SafePow(b, sp.S.Half)
+            subs.update({e: b ** (e.args[1] - sp.S.Half) * root for e in es})
+    return expr.xreplace(subs) if subs else expr
 
 
 _NAMESPACE = {
@@ -362,7 +378,7 @@ _NAMESPACE = {
     "VariancePow": variance_pow,
     "SafeAngle": safe_angle,
     "RightAngle": right_angle,
-    "Recip": lambda x: 1 / x,
+    "RSqrt": safe_rsqrt,
     "HalfPow": lambda b, p: _pow(b, float(p)),
     "erf": jsp.erf,
     "erfc": jsp.erfc,
@@ -402,7 +418,7 @@ def _lambdify(expr: sp.Expr, args: tuple) -> Callable:
 
 @functools.lru_cache(maxsize=1024)
 def _lambdify_many(exprs: tuple, args: tuple) -> Callable:
-    stable = _share_roots([_cheapest_stable(e) for e in exprs])  # across T and T' too
+    stable = [_cheapest_stable(e) for e in exprs]
     return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
 
 
