@@ -77,11 +77,17 @@ def _bench(n, rounds, calls):
         fns = {"hand": jax.jit(hand), "joint": jax.jit(d.joint_fn),
                "separate": jax.jit(lambda a, b, c, d=d: (d.nngp_fn(a, b, c), d.dnngp_fn(a, b, c)))}
         want = fns["hand"](*args)
+        diag = np.eye(n, dtype=bool)
         for label, f in fns.items():  # same numbers (and compiled, warm) before timing
             got = f(*args)
             for g, w in zip(got, want):
-                np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-9, atol=1e-12,
+                g, w = np.asarray(g), np.asarray(w)
+                np.testing.assert_allclose(g[~diag], w[~diag], rtol=1e-9, atol=1e-12,
                                            err_msg=f"{name} {label}")
+                # rho = 1 on the diagonal: the hand-written q11 q22 - q12^2 is not exactly 0 there
+                # (XLA contracts it to a fused multiply-add), so its angle is off by ~sqrt(eps)
+                np.testing.assert_allclose(g[diag], w[diag], rtol=0, atol=1e-7,
+                                           err_msg=f"{name} {label} (diagonal)")
         times = {label: [] for label in fns}
         for r in range(rounds):
             order = list(fns) if r % 2 == 0 else list(fns)[::-1]
