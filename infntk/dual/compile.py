@@ -116,6 +116,27 @@ def _safe_pow_jvp(p, primals, tangents):
 
 
 @jax.custom_jvp
+def gram_det(p, n):
+    r""":math:`D = P - N^2` (:math:`P = q_{11}q_{22}`, :math:`N = q_{12}`), exactly 0 where the
+    rounded :math:`N^2 \ge P`.
+
+    XLA on CPU contracts ``p - n * n`` to a fused multiply-add, which keeps ``n * n`` unrounded:
+    at :math:`q_{12} = q_{11} = q_{22}` (every ``K(x, x)``) it returns the rounding error of
+    :math:`q^2` instead of 0, the root :math:`\sqrt D` becomes ~``sqrt(eps) q`` and the arc-cosine
+    duals' :math:`T'` moves by ~1e-8 (float64) or ~3e-4 (float32). Comparing the two rounded
+    products cannot be contracted, so :math:`D = 0` is exact there; elsewhere the (possibly fused)
+    difference is at least as accurate."""
+    nn = n * n
+    return jnp.where(nn >= p, jnp.zeros_like(nn), p - nn)
+
+
+@gram_det.defjvp
+def _gram_det_jvp(primals, tangents):
+    (p, n), (dp, dn) = primals, tangents
+    return gram_det(p, n), dp - 2.0 * n * dn
+
+
+@jax.custom_jvp
 def safe_angle(x, y):
     """``atan2(x, y)`` for ``x >= 0``, with ``pi/2`` at ``x = y = 0``; finite derivative there."""
     # As pi/2 - atan(y/x): exact at x = 0 (y/x = +-inf, atan = +-pi/2, the angle exactly 0 or pi),
@@ -205,6 +226,10 @@ class RightAngle(sp.Function):
 
 class RSqrt(sp.Function):
     """Marker for :func:`safe_rsqrt` (compile-time only)."""
+
+
+class GramDet(sp.Function):
+    """Marker for :func:`gram_det` (compile-time only)."""
 
 
 class HalfPow(sp.Function):
@@ -334,7 +359,7 @@ def rewrite_stable(expr: sp.Expr) -> sp.Expr:
     expr = expr.replace(lambda e: e.is_Pow and e.exp.is_number and not e.exp.is_integer
                         and (2 * e.exp).is_integer and abs(e.exp) <= sp.Rational(5, 2),
                         lambda e: HalfPow(e.base, e.exp))
-    return _share_roots(expr)
+    return _share_roots(expr.xreplace({Q11 * Q22 - Q12**2: GramDet(Q11 * Q22, Q12)}))
 
 
 def _share_roots(expr):
@@ -377,6 +402,7 @@ _NAMESPACE = {
     "SafePow": safe_pow,
     "VariancePow": variance_pow,
     "SafeAngle": safe_angle,
+    "GramDet": gram_det,
     "RightAngle": right_angle,
     "RSqrt": safe_rsqrt,
     "HalfPow": lambda b, p: _pow(b, float(p)),

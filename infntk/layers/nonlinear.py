@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from ..kernel import Kernel, pair_broadcast
@@ -40,8 +41,12 @@ def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
         # x2 = x1: the pre-activation's batch diagonal and the per-input variances q11 = q22 come
         # out of different fusions of the preceding linear maps (one may contract to an FMA), so
         # they can differ by an ulp; set them equal so both duals see rho exactly 1 there.
+        # The barrier keeps XLA from re-associating the products inside the dual differently on
+        # the two sides (it folds constants into q11 q22 but not into q12^2 when it can see they
+        # come from one number), so equal inputs stay bitwise equal products (GramDet).
         n = q12.shape[0]
         q12 = q12.at[jnp.arange(n), jnp.arange(n)].set(base.cov1)
+        q11, q12, q22 = jax.lax.optimization_barrier((q11, q12, q22))
     ntk = None
     if base.ntk is not None and hasattr(feature, "joint_fn"):
         nngp, dnngp = feature.joint_fn(q11, q12, q22)

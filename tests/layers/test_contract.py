@@ -118,3 +118,35 @@ def test_jit_and_float32(name):
     c = model.kernel(x.astype(jnp.float32), None, get="ntk")
     assert c.dtype == jnp.float32
     np.testing.assert_allclose(c, b, rtol=2e-3, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("with_x2", [False, True], ids=["x2=None", "x2"])
+def test_blocked_gram_equals_unblocked(name, with_x2, monkeypatch):
+    """Batch-pair blocking (infntk/layers/blocking.py) is exact, including ragged last blocks.
+
+    A tiny block budget forces blocks of one or two inputs on a batch of 5 (x2=None: diagonal
+    blocks in x2=None mode, the blocks below the diagonal are transposes of those above). The
+    reference is the unblocked state (``get=None`` is never blocked). Both are the same float64
+    arithmetic but for the order in which per-input variances are summed, so they agree to
+    rounding, amplified at most by the recursion's conditioning (1e-10 relative to the largest
+    entry; quadrature duals carry their own ~1e-12 asymmetry, see QUADRATURE_RTOL).
+    """
+    from infntk.layers import blocking
+    model, shape = REGISTRY[name]
+    x1 = inputs((5,) + shape[1:], 4)
+    x2 = inputs((3,) + shape[1:], 5) if with_x2 else None
+    ref = model.kernel(x1, x2, get=None)
+    entries = int(np.prod(ref.nngp.shape[2:], dtype=int))
+    for target in (entries, 4 * entries):          # blocks of 1 and of 2 inputs per side
+        monkeypatch.setattr(blocking, "TARGET_ENTRIES", target)
+        got = model.kernel(x1, x2, get=("nngp", "ntk"))
+        assert got.nngp.shape == ref.nngp.shape
+        for a, b in ((got.nngp, ref.nngp), (got.ntk, ref.ntk)):
+            scale = float(np.abs(b).max())
+            tol = max(QUADRATURE_RTOL.get(name, 1e-10), 1e-10) * scale
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+        single = model.kernel(x1, x2, get="ntk")
+        np.testing.assert_allclose(single, ref.ntk, rtol=0, atol=1e-10 * float(np.abs(ref.ntk).max())
+                                   if name not in QUADRATURE_RTOL else
+                                   QUADRATURE_RTOL[name] * float(np.abs(ref.ntk).max()))
