@@ -413,6 +413,9 @@ _NAMESPACE = {
     "loggamma": jsp.gammaln,
     "functools": functools,
     "reduce": functools.reduce,
+    # sympy < 1.13 prints Max/Min for jax as amax/amin of a tuple, which jax 0.4.23 refuses
+    "amax": lambda args, axis=0: functools.reduce(jnp.maximum, args),
+    "amin": lambda args, axis=0: functools.reduce(jnp.minimum, args),
 }
 _NAMESPACE = {k: v for k, v in _NAMESPACE.items() if v is not None}
 

@@ -27,10 +27,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from ..kernel import Kernel, pair_broadcast
+
+try:  # public since jax 0.4.26; infntk also runs on 0.4.23 (the neural-tangents cross-check)
+    from jax.lax import optimization_barrier as _optimization_barrier
+except ImportError:  # pragma: no cover - exercised in the pinned cross-check environment
+    from jax._src.ad_checkpoint import _optimization_barrier
 
 
 def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
@@ -46,7 +50,7 @@ def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
         # come from one number), so equal inputs stay bitwise equal products (GramDet).
         n = q12.shape[0]
         q12 = q12.at[jnp.arange(n), jnp.arange(n)].set(base.cov1)
-        q11, q12, q22 = jax.lax.optimization_barrier((q11, q12, q22))
+        q11, q12, q22 = _optimization_barrier((q11, q12, q22))
     ntk = None
     if base.ntk is not None and hasattr(feature, "joint_fn"):
         nngp, dnngp = feature.joint_fn(q11, q12, q22)
