@@ -37,6 +37,7 @@ crosscheck: $(NT_STAMP)
 
 bench: $(STAMP) $(NT_STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.duals
 
 validate: $(STAMP)
 	$(PY) -m validation run all
