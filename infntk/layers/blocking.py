@@ -68,25 +68,34 @@ def swap_permutation(ndim: int, spatial_ndim: int, diagonal_spatial: bool) -> tu
     return tuple(perm)
 
 
-def _pad_batch(x, n: int):
-    """``x`` with its batch padded to ``n`` by repeating the last input (valid, finite inputs)."""
-    extra = n - x.shape[0]
-    if extra == 0:
-        return x
-    return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
+def _even(block: int, n: int) -> int:
+    """The block size at most ``block`` that cuts ``n`` inputs into the fewest, most even blocks."""
+    block = max(1, min(block, n))
+    return -(-n // -(-n // block))
 
 
-def _split(x, block: int):
-    nb = -(-x.shape[0] // block)
-    return _pad_batch(x, nb * block).reshape((nb, block) + x.shape[1:]), nb
+def _row_blocks(x, block: int):
+    """``(blocks, starts)``: the inputs cut into ``ceil(N / B)`` blocks of ``B`` rows, stacked. A
+    ragged last block is moved back to end at ``N`` (it overlaps its neighbour) instead of being
+    padded, so each block is a run of real inputs and writes only real rows of the output."""
+    n = x.shape[0]
+    starts = [min(i * block, n - block) for i in range(-(-n // block))]
+    return jnp.stack([x[s:s + block] for s in starts]), jnp.asarray(starts, jnp.int32)
 
 
-def _assemble(blocks, nb1: int, nb2: int, n1: int, n2: int):
-    """``(nb1, nb2, B, B, rest...)`` blocks to the ``(n1, n2, rest...)`` array."""
-    b = blocks.shape[2]
-    rest = blocks.shape[4:]
-    out = jnp.swapaxes(blocks, 1, 2).reshape((nb1 * b, nb2 * b) + rest)
-    return out[:n1, :n2]
+def _write(bufs, blocks, row, col):
+    """Write each block into its buffer at batch offset ``(row, col)``."""
+    out = []
+    for buf, blk in zip(bufs, blocks):
+        start = tuple(jnp.asarray(a, jnp.int32) for a in (row, col) + (0,) * (buf.ndim - 2))
+        out.append(jax.lax.dynamic_update_slice(buf, blk.astype(buf.dtype), start))
+    return tuple(out)
+
+
+def _buffers(run: Callable, a, b, rows: int, cols: int):
+    """Zero output buffers ``(rows, cols, rest...)`` shaped like ``run(a, b)``'s blocks."""
+    shapes = jax.eval_shape(lambda u, v: tuple(run(u, v)), a, b)
+    return tuple(jnp.zeros((rows, cols) + s.shape[2:], s.dtype) for s in shapes)
 
 
 def blocked_kernel(run: Callable, x1, x2: Optional[jax.Array], block: int,
@@ -94,28 +103,54 @@ def blocked_kernel(run: Callable, x1, x2: Optional[jax.Array], block: int,
     """Evaluate ``run(x1, x2) -> tuple of arrays (N1, N2, ...)`` block by block.
 
     ``run`` must act pair by pair (every layer's kernel map does); ``swap[k]`` is the axis
-    permutation that transposes the ``k``-th output (:func:`swap_permutation`).
+    permutation that transposes the ``k``-th output (:func:`swap_permutation`). The blocks are
+    computed in a loop and written in place into the output; with ``x2 = None`` only the blocks on
+    and above the diagonal are computed, and a second loop copies each transposed below it. A
+    ragged last block is moved back to end at ``N``: it overlaps its neighbour, whose shared
+    entries it recomputes, so no input is padded and no output copied.
     """
     n1 = x1.shape[0]
-    xb1, nb1 = _split(x1, block)
+    b1 = _even(block, n1)
+    xb1, s1 = _row_blocks(x1, b1)
+    nb1 = xb1.shape[0]
     if x2 is None:
-        diag = jax.lax.map(lambda xi: tuple(run(xi, None)), xb1)
         if nb1 == 1:
-            return tuple(d[0][:n1, :n1] for d in diag)
-        iu, ju = np.triu_indices(nb1, 1)
-        off = jax.lax.map(lambda ij: tuple(run(xb1[ij[0]], xb1[ij[1]])),
-                          (jnp.asarray(iu), jnp.asarray(ju)))
-        outs = []
-        ar = np.arange(nb1)
-        for d, o, perm in zip(diag, off, swap):
-            full = jnp.zeros((nb1, nb1) + d.shape[1:], d.dtype)
-            lower = jnp.transpose(o, (0,) + tuple(p + 1 for p in perm))
-            full = full.at[iu, ju].set(o).at[ju, iu].set(lower).at[ar, ar].set(d)
-            outs.append(_assemble(full, nb1, nb1, n1, n1))
-        return tuple(outs)
+            return tuple(run(x1, None))
+        bufs = _buffers(run, xb1[0], None, n1, n1)
+        iu, ju = (jnp.asarray(a, jnp.int32) for a in np.triu_indices(nb1, 1))
+
+        def off(k, bufs):
+            return _write(bufs, run(xb1[iu[k]], xb1[ju[k]]), s1[iu[k]], s1[ju[k]])
+
+        def diag(i, bufs):
+            # after the off-diagonal blocks: where an overlapping last block puts an input pair
+            # (x, x) into an off-diagonal block, the x2 = None value (exact variance) wins
+            return _write(bufs, run(xb1[i], None), s1[i], s1[i])
+
+        def mirror(k, bufs):
+            # a loop of its own, reading the stored block: fused with the block's computation, the
+            # transposed write would recompute the last layers' elementwise maps in strided order
+            i, j = iu[k], ju[k]
+            out = []
+            for buf, perm in zip(bufs, swap):
+                start = (s1[i], s1[j]) + (jnp.int32(0),) * (buf.ndim - 2)
+                blk = jax.lax.dynamic_slice(buf, start, (b1, b1) + buf.shape[2:])
+                out.append(jnp.transpose(blk, perm))
+            return _write(bufs, out, s1[j], s1[i])
+
+        bufs = jax.lax.fori_loop(0, iu.shape[0], off, bufs)
+        bufs = jax.lax.fori_loop(0, iu.shape[0], mirror, bufs)
+        return jax.lax.fori_loop(0, nb1, diag, bufs)
     n2 = x2.shape[0]
-    xb2, nb2 = _split(x2, block)
-    ii, jj = (a.ravel() for a in np.meshgrid(np.arange(nb1), np.arange(nb2), indexing="ij"))
-    res = jax.lax.map(lambda ij: tuple(run(xb1[ij[0]], xb2[ij[1]])),
-                      (jnp.asarray(ii), jnp.asarray(jj)))
-    return tuple(_assemble(r.reshape((nb1, nb2) + r.shape[1:]), nb1, nb2, n1, n2) for r in res)
+    b2 = _even(block, n2)
+    xb2, s2 = _row_blocks(x2, b2)
+    nb2 = xb2.shape[0]
+    if nb1 == 1 and nb2 == 1:
+        return tuple(run(x1, x2))
+    bufs = _buffers(run, xb1[0], xb2[0], n1, n2)
+
+    def cross(k, bufs):
+        i, j = k // nb2, k % nb2
+        return _write(bufs, run(xb1[i], xb2[j]), s1[i], s2[j])
+
+    return jax.lax.fori_loop(0, nb1 * nb2, cross, bufs)
