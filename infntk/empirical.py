@@ -723,7 +723,9 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
     * structured: :math:`2 F K (N_1+N_2)` (cotangents only) plus, per tapped leaf, the optimal
       ``opt_einsum`` cost of the four-factor contraction; memory of the factors.
 
-    Returns ``{name: {'flops': float, 'bytes': float}}``.
+    Returns ``{name: {'flops': float, 'bytes': float, 'bytes_terms': (a1, a2, c)}}``, where a block
+    of ``b1 x b2`` examples needs about ``a1 b1 + a2 b2 + c b1 b2`` bytes (per-example derivatives
+    scale with each side, the output and pairwise intermediates with both).
     """
     import opt_einsum
 
@@ -743,10 +745,12 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
     res = {
         "jacobian_contraction": {
             "flops": 3 * fwd * k * sides + n1 * n2 * kk * n_p,
-            "bytes": (n1 + n2) * k * n_p * item},
+            "bytes": (n1 + n2) * k * n_p * item,
+            "bytes_terms": (k * n_p * item, k * n_p * item, kk * item)},
         "ntk_vector_products": {
             "flops": 3 * fwd * k * n2 + 3 * fwd * k * n1 * n2,
-            "bytes": n2 * k * n_p * item + n1 * n2 * k * item},
+            "bytes": n2 * k * n_p * item + n1 * n2 * k * item,
+            "bytes_terms": (0.0, k * n_p * item, k * item)},
     }
     # structured: analyse one example.
     try:
@@ -759,12 +763,14 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
         st = _Structured(g, leaves, x0)
         # cotangents only (no weight gradients): ~ 2 forward passes per output.
         fl, by = 2 * fwd * k * sides, 0.0
+        side, pair = 0.0, 0.0
         for t in st.taps:
             y_roles, h_roles = st.term_specs(t.leaf)
             if t.kind == "leaf":
                 w = _size(st.jaxpr.invars[t.leaf].aval.shape)
                 fl += n1 * n2 * kk * w
                 by += (n1 + n2) * k * w * item
+                side += k * w * item
                 continue
             eqn = st.jaxpr.eqns[t.eqn]
             y_shape = eqn.outvars[0].aval.shape
@@ -803,7 +809,9 @@ def ntk_cost_model(f, params, x1, x2=None, trace_axes=(-1,), diagonal_axes=(),
             fl += float(info.opt_cost)
             by += (n1 + n2) * (k * _size(y_shape) + _size(h_shape)) * item
             by += float(info.largest_intermediate) * item
-        res["structured"] = {"flops": fl, "bytes": by}
+            side += (k * _size(y_shape) + _size(h_shape)) * item
+            pair = max(pair, float(info.largest_intermediate) * item / max(n1 * n2, 1))
+        res["structured"] = {"flops": fl, "bytes": by, "bytes_terms": (side, side, pair)}
     except Exception as e:  # pragma: no cover - analysis failed: never pick it
         res["structured"] = {"flops": math.inf, "bytes": math.inf, "error": repr(e)}
     return res
@@ -823,12 +831,23 @@ def _score(cost: dict) -> float:
 
 
 def _batch_sizes(cost: dict, n1: int, n2: int, memory_budget: Optional[float]):
-    if memory_budget is None or cost["bytes"] <= memory_budget:
+    """The largest blocks ``(b1, b2)`` (the same size on both sides, capped by ``n1``, ``n2``) whose
+    modelled working memory ``a1 b1 + a2 b2 + c b1 b2`` fits the budget; at least one example."""
+    if memory_budget is None:
         return n1, n2
-    frac = memory_budget / cost["bytes"]
-    # bytes scale roughly linearly in each block size; shrink both evenly.
-    s = math.sqrt(frac)
-    return max(1, int(n1 * s)), max(1, int(n2 * s))
+    a1, a2, c = cost.get("bytes_terms", (0.0, 0.0, cost["bytes"] / max(n1 * n2, 1)))
+
+    def need(b):
+        b1, b2 = min(b, n1), min(b, n2)
+        return a1 * b1 + a2 * b2 + c * b1 * b2
+
+    lo, hi = 1, max(n1, n2)
+    if need(hi) <= memory_budget:
+        return n1, n2
+    while lo < hi:  # need() grows with b: the largest b that fits
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if need(mid) <= memory_budget else (lo, mid - 1)
+    return min(lo, n1), min(lo, n2)
 
 
 def empirical_ntk_fn(
@@ -916,6 +935,8 @@ def empirical_ntk_fn(
         # Output positions of the example axes in the NT layout.
         pos1 = lab.out.index(lab.o1[ox])
         pos2 = lab.out.index(lab.o2[ox])
+        if in_ax == 0 and all(isinstance(v, jax.Array) for v in (x1, x2) if v is not None):
+            return _blocked_ntk(block, lab, pos1, pos2, x1, x2, max(1, min(b1, b2)))
         xs2 = x1 if x2 is None else x2
         rows = []
         for s1 in range(0, n1, b1):
@@ -929,6 +950,25 @@ def empirical_ntk_fn(
         return jnp.concatenate(rows, axis=pos1)
 
     return ntk_fn
+
+
+def _blocked_ntk(block, lab: "_Labels", pos1: int, pos2: int, x1, x2, size: int):
+    """The NTK of batched array inputs in ``size x size`` blocks of examples, in one compiled loop
+    (:func:`infntk.layers.blocking.blocked_kernel`: in-place writes, and with ``x2 = None`` only the
+    blocks on and above the diagonal, the rest transposed), so memory stays at one block's."""
+    from .layers.blocking import blocked_kernel
+
+    front = [lab.out[pos1], lab.out[pos2]] + [c for i, c in enumerate(lab.out) if i not in (pos1, pos2)]
+    partner = {}
+    for a, b in zip(lab.o1, lab.o2):
+        partner[a], partner[b] = b, a
+    perm = tuple(front.index(partner[c]) for c in front)
+
+    def run(a, b):
+        return (jnp.moveaxis(block(a, b), (pos1, pos2), (0, 1)),)
+
+    out = blocked_kernel(run, x1, x2, size, (perm,))[0]
+    return jnp.moveaxis(out, (0, 1), (pos1, pos2))
 
 
 def empirical_nngp_fn(f: Callable, trace_axes=(-1,), diagonal_axes=()) -> Callable:

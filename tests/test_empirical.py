@@ -234,3 +234,37 @@ def test_float32_agreement(mlp_setup):
         got = empirical_ntk_fn(mlp, implementation=impl)(x1, x2, p32)
         assert got.dtype == jnp.float32
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_blocks_fit_the_memory_budget(mlp_setup):
+    """Per-example Jacobians grow with each side, the output with both: the chosen blocks fit the
+    budget and are the largest that do (a rule that shrinks both sides by sqrt(budget / bytes),
+    right only for pairwise memory, let jacobian_contraction blocks exceed it ~sqrt(N)-fold)."""
+    from infntk.empirical import _batch_sizes, ntk_cost_model
+    p, x1, _ = mlp_setup
+    x = jnp.concatenate([x1] * 8)
+    n = x.shape[0]
+    costs = ntk_cost_model(mlp, p, x, None, (), (), 0)
+    for name, cost in costs.items():
+        a1, a2, c = cost["bytes_terms"]
+        need = lambda b: a1 * b + a2 * b + c * b * b  # noqa: E731
+        for budget in (need(1) * 1.01, need(3) * 1.01, need(n // 2) * 1.01):
+            b1, b2 = _batch_sizes(cost, n, n, budget)
+            assert b1 == b2 and need(b1) <= budget < need(b1 + 1), (name, budget, b1)
+        assert _batch_sizes(cost, n, n, need(n)) == (n, n)
+        assert _batch_sizes(cost, n, n, None) == (n, n)
+        # below one example's need: still one example per block (the smallest unit of work)
+        assert _batch_sizes(cost, n, n, 1.0) == (1, 1)
+
+
+@pytest.mark.parametrize("trace,diag", [((), ()), ((), (-1,)), ((-1,), ())])
+def test_blocked_loop_layouts(mlp_setup, trace, diag):
+    """Blocks of a few examples (one compiled loop, transposed below the diagonal) give the
+    unblocked kernel for every output layout, x2=None and x2, ragged last blocks included."""
+    p, x1, x2 = mlp_setup
+    x = jnp.concatenate([x1] * 3)[:7]
+    for b in (None, x2):
+        ref = empirical_ntk_fn(mlp, trace, diag, 0, "jacobian_contraction", memory_budget=None)(x, b, p)
+        got = empirical_ntk_fn(mlp, trace, diag, 0, "jacobian_contraction", memory_budget=3000)(x, b, p)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=TOL * np.abs(ref).max(), rtol=0)
