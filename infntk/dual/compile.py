@@ -440,12 +440,6 @@ def _cheapest_stable(expr: sp.Expr) -> sp.Expr:
 
 
 @functools.lru_cache(maxsize=4096)
-def _lambdify(expr: sp.Expr, args: tuple) -> Callable:
-    stable = _cheapest_stable(expr)
-    return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
-
-
-@functools.lru_cache(maxsize=1024)
 def _lambdify_many(exprs: tuple, args: tuple) -> Callable:
     stable = [_cheapest_stable(e) for e in exprs]
     return sp.lambdify(args, stable, modules=[_NAMESPACE, "jax"], cse=True)
@@ -477,18 +471,10 @@ def compile_expr(expr: sp.Expr, args: Sequence[sp.Symbol]) -> Callable:
     integers become the default float), and can be jitted and differentiated.
     """
     expr = sp.sympify(expr)
-    args = tuple(args)
-    raw = _lambdify(expr, args)
+    many = compile_exprs((expr,), args)
 
     def fn(*xs):
-        if len(xs) != len(args):
-            raise TypeError(f"expected {len(args)} arguments {args}, got {len(xs)}")
-        xs = [jnp.asarray(x) for x in xs]
-        dtype = _float_dtype(*xs)
-        xs = [x.astype(dtype) for x in xs]
-        shape = jnp.broadcast_shapes(*(x.shape for x in xs))
-        out = jnp.asarray(raw(*xs))
-        return jnp.broadcast_to(out.astype(dtype), shape)
+        return many(*xs)[0]
 
     fn.__doc__ = f"Compiled from the sympy expression {expr}."
     return fn
