@@ -120,8 +120,9 @@ def fast_angle(root, y):
 
     det = root * root
     g = jnp.sqrt(det + y * y)
-    safe_g = jnp.where(g > 0, g, one)
-    x = jnp.where(g > 0, y / safe_g, 0.0)          # rho
+    zero_g = g == 0                                 # False for NaN: NaN in, NaN out
+    safe_g = jnp.where(zero_g, one, g)
+    x = jnp.where(zero_g, 0.0, y / safe_g)          # rho
     ay = jnp.abs(y)
     small = jnp.abs(x) <= half
     z = jnp.where(small, half, det / (2.0 * safe_g * jnp.where(small, one, safe_g + ay)))

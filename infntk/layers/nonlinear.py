@@ -29,6 +29,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ..fusion import materialize
 from ..kernel import Kernel, pair_broadcast
 
 try:  # public since jax 0.4.26; infntk also runs on 0.4.23 (the neural-tangents cross-check)
@@ -72,6 +73,8 @@ def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
         # variances back onto the batch diagonal keeps every layer's rho exactly 1 there.
         n = nngp.shape[0]
         nngp = nngp.at[jnp.arange(n), jnp.arange(n)].set(cov1)
+    # Stored once: the next layers read these arrays several times (see infntk.fusion).
+    nngp, ntk, cov1, cov2 = (None if a is None else materialize(a) for a in (nngp, ntk, cov1, cov2))
     return base.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False,
                         is_input=False, pre=base, feature=feature)
 

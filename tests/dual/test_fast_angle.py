@@ -41,3 +41,26 @@ def test_fast_angle_exact_on_the_diagonal_and_at_zero():
     y = jnp.array([0.3, 2.0, -1.5, 0.0])
     out = np.asarray(fast_angle(jnp.zeros(4), y))
     np.testing.assert_array_equal(out, [0.0, 0.0, np.pi, np.pi / 2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_in_either_argument_gives_nan(dtype):
+    """A NaN variance or covariance must not come out as a plausible angle (pi/2)."""
+    from infntk.dual.compile import safe_angle
+    jax.config.update("jax_enable_x64", True)
+    r = jnp.asarray([np.nan, 1.0, np.nan, 0.0], dtype)
+    y = jnp.asarray([1.0, np.nan, np.nan, 0.0], dtype)
+    for fn in (fast_angle, safe_angle, jax.jit(safe_angle)):
+        out = np.asarray(fn(r, y))
+        assert np.isnan(out[:3]).all(), (fn, out)
+        assert out[3] == np.float32(np.pi / 2) if dtype == np.float32 else out[3] == np.pi / 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_safe_angle_is_fast_angle_bitwise(dtype):
+    """The duals' angle is fast_angle exactly: its trailing division (a fusion boundary) is by 1."""
+    from infntk.dual.compile import safe_angle
+    jax.config.update("jax_enable_x64", True)
+    r, y = points(dtype, n=20_000, seed=1)
+    np.testing.assert_array_equal(np.asarray(jax.jit(safe_angle)(r, y)),
+                                  np.asarray(jax.jit(fast_angle)(r, y)))
