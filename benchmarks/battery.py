@@ -112,16 +112,22 @@ def _battery():
         Case("cnn-gap", "kernel", "cnn_gap", 64, 4, (8, 8, 1), "cnn_gap"),
         Case("myrtle", "kernel", "myrtle", 16, 2, (16, 16, 3), "myrtle"),
     ]
+    emp = []
     for tr in ((), (-1,)):
         for impl in IMPLEMENTATIONS:
             tag = "none" if tr == () else "last"
             jac = 10 * _MLP_PARAMS if impl == 1 else None  # floats per example
-            cases.append(Case(f"emp-mlp-{tag}-i{impl}", "empirical", "emp_mlp", 128, 4, (784,),
-                              "empirical", trace_axes=tr, implementation=impl,
-                              nt_skip_bytes=jac))
+            emp.append(Case(f"emp-mlp-{tag}-i{impl}", "empirical", "emp_mlp", 128, 4, (784,),
+                            "empirical", trace_axes=tr, implementation=impl, nt_skip_bytes=jac))
     for impl in IMPLEMENTATIONS:
-        cases.append(Case(f"emp-cnn-last-i{impl}", "empirical", "emp_cnn", 32, 2, (8, 8, 1),
-                          "empirical", trace_axes=(-1,), implementation=impl))
+        emp.append(Case(f"emp-cnn-last-i{impl}", "empirical", "emp_cnn", 32, 2, (8, 8, 1),
+                        "empirical", trace_axes=(-1,), implementation=impl))
+    # Run order: the MLP's jacobian_contraction and ntk_vector_products cases take minutes per
+    # call (N^2 K^2 |P| and N K passes over 2.9M parameters) and come last, so a run cut short
+    # still has every case that decides a target.
+    slow = {"emp-mlp-none-i1", "emp-mlp-last-i1", "emp-mlp-none-i2", "emp-mlp-last-i2"}
+    cases += [c for c in emp if c.name not in slow]
+    cases += sorted((c for c in emp if c.name in slow), key=lambda c: c.name[-1], reverse=True)
     return {c.name: c for c in cases}
 
 

@@ -24,7 +24,8 @@ covariance of a convolutional kernel), :math:`\beta` per input row (the inputs a
 With ``in_flight`` tiles live per device (dispatch of the next tile overlaps the transfer of the
 previous one) the tile side :math:`t` is the largest with
 :math:`\text{in\_flight} \cdot M(t, t) \le \text{budget}`; tiles are square, rounded down to a multiple of
-8 when :math:`t \ge 64`, and shrunk until there are at least as many tiles as workers.
+8 when :math:`t \ge 64`, and, with several workers, shrunk until there are at least
+``TILES_PER_WORKER`` (4) tiles per worker.
 
 Example:
     >>> from infntk.tiling.testing import ArcCosine
@@ -274,6 +275,11 @@ class TilePlan:
         ]
 
 
+TILES_PER_WORKER = 4
+"""With several workers (devices or Dask workers), tiles are shrunk until each has at least this
+many: with one tile per worker, a symmetric grid's half-cost diagonal tiles leave workers idle."""
+
+
 def _count(shape, t, symmetric):
     g1, g2 = -(-shape[0] // t), -(-shape[1] // t)
     return g1 * (g1 + 1) // 2 if symmetric else g1 * g2
@@ -308,6 +314,8 @@ def plan_tiles(
     t = min(t, max(n1, n2))
     if 64 <= t < max(n1, n2):
         t -= t % 8
-    while t > 1 and _count(shape, t, symmetric) < workers:
+    # several workers: enough tiles per worker that the last ones to finish keep all of them busy
+    want = workers if workers <= 1 else TILES_PER_WORKER * workers
+    while t > 1 and _count(shape, t, symmetric) < want:
         t = -(-t // 2)
     return TilePlan(shape, (min(t, n1), min(t, n2)), symmetric, mem, budget)

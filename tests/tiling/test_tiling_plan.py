@@ -101,8 +101,15 @@ def test_plan_errors():
 
 
 def test_plan_splits_for_workers():
-    p = plan_tiles(ArcCosine(), np.zeros((64, 3)), None, memory_budget="1GB", workers=4)
-    assert len(p.tiles()) >= 4
+    from infntk.tiling.plan import TILES_PER_WORKER
+    one = plan_tiles(ArcCosine(), np.zeros((64, 3)), None, memory_budget="1GB", workers=1)
+    assert len(one.tiles()) == 1  # fits: one tile, no split
+    for workers in (2, 4):
+        p = plan_tiles(ArcCosine(), np.zeros((64, 3)), None, memory_budget="1GB", workers=workers)
+        assert len(p.tiles()) >= TILES_PER_WORKER * workers
+        q = plan_tiles(ArcCosine(), np.zeros((64, 3)), np.zeros((40, 3)), memory_budget="1GB",
+                       workers=workers)
+        assert len(q.tiles()) >= TILES_PER_WORKER * workers
 
 
 def test_jaxpr_fallback_bounds_compiled(monkeypatch):
