@@ -561,10 +561,36 @@ def _contract_structured(lab: _Labels, st: _Structured, side1, side2, ex_axis):
             h1 = e1 + "".join(letter(r, 1) for r in h_roles)
             h2 = e2 + "".join(letter(r, 2) for r in h_roles)
             spec = f"{g1},{h1},{h2},{g2}->{out}"
-            term = jnp.einsum(spec, gs1[t.leaf], hs1[t.leaf], hs2[t.leaf], gs2[t.leaf],
-                              optimize="optimal", precision=_HIGHEST)
+            ops = (gs1[t.leaf], hs1[t.leaf], hs2[t.leaf], gs2[t.leaf])
+            if side1 is side2 and _pairs_sides_first(spec, ops):
+                term = _symmetric_term(g1, h1, g2, h2, out, ops[0], ops[1])
+            else:
+                term = jnp.einsum(spec, *ops, optimize="optimal", precision=_HIGHEST)
         total = total + term
     return total / lab.size
+
+
+def _pairs_sides_first(spec: str, ops) -> bool:
+    """Whether the optimal order of ``g1, h1, h2, g2`` contracts each side's pair first (the
+    per-example weight Jacobians), then the two results."""
+    import opt_einsum
+
+    path, _ = opt_einsum.contract_path(spec, *[o.shape for o in ops], shapes=True,
+                                       optimize="optimal")
+    # (0, 1) takes g1, h1 and appends their product: [h2, g2, J1]; (0, 1) again takes h2, g2.
+    return [tuple(sorted(p)) for p in path[:2]] == [(0, 1), (0, 1)]
+
+
+def _symmetric_term(g1: str, h1: str, g2: str, h2: str, out: str, g, h):
+    """``g1,h1,h2,g2->out`` when both sides are the same arrays: the side-1 product
+    :math:`J = g_1 h_1` (the per-example weight Jacobian) is formed once and contracted with itself
+    under the side-2 labels, instead of forming the same numbers twice in two layouts."""
+    rest = h2 + g2 + out
+    j1 = "".join(dict.fromkeys(c for c in g1 + h1 if c in rest))
+    rename = dict(zip(g1 + h1, g2 + h2))
+    j2 = "".join(rename[c] for c in j1)
+    jac = jnp.einsum(f"{g1},{h1}->{j1}", g, h, precision=_HIGHEST)
+    return jnp.einsum(f"{j1},{j2}->{out}", jac, jac, precision=_HIGHEST)
 
 
 # ---------------------------------------------------------------------------

@@ -268,3 +268,31 @@ def test_blocked_loop_layouts(mlp_setup, trace, diag):
         got = empirical_ntk_fn(mlp, trace, diag, 0, "jacobian_contraction", memory_budget=3000)(x, b, p)
         assert got.shape == ref.shape
         np.testing.assert_allclose(got, ref, atol=TOL * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize("axes", AXES)
+def test_structured_x2_none_forms_each_jacobian_once(mlp_setup, axes, monkeypatch):
+    """With x2=None the structured contraction forms each side's weight Jacobian once and contracts
+    it with itself (relabelled); every output layout must still match brute force, and the
+    shortcut must actually be taken for the CNN's conv and dense leaves."""
+    import infntk.empirical as emp
+
+    calls = []
+    real = emp._symmetric_term
+    monkeypatch.setattr(emp, "_symmetric_term", lambda *a: calls.append(1) or real(*a))
+    ta, da = axes
+    k = jax.random.split(jax.random.PRNGKey(5), 2)
+    p = cnn_init(k[0])
+    x = jax.random.normal(k[1], (3, 8, 8, 1))
+    for vmap_axes in ((None, 0) if axes in AXES[:4] else ()):  # the CNN's output has rank 2
+        ref = brute_ntk(cnn, p, x, x, ta, da)
+        got = empirical_ntk_fn(cnn, ta, da, vmap_axes, "structured", memory_budget=None)(x, None, p)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=TOL * np.abs(ref).max(),
+                                   err_msg=str(vmap_axes))
+    pm, x1, _ = mlp_setup
+    ref = brute_ntk(mlp3, pm, x1, x1, ta, da)
+    got = empirical_ntk_fn(mlp3, ta, da, 0, "structured", memory_budget=None)(x1, None, pm)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=TOL * np.abs(ref).max())
+    if axes in AXES[:4]:
+        assert calls, "the symmetric shortcut was never used on the CNN"
