@@ -125,9 +125,9 @@ def _battery():
     # Run order: the MLP's jacobian_contraction and ntk_vector_products cases take minutes per
     # call (N^2 K^2 |P| and N K passes over 2.9M parameters) and come last, so a run cut short
     # still has every case that decides a target.
-    slow = {"emp-mlp-none-i1", "emp-mlp-last-i1", "emp-mlp-none-i2", "emp-mlp-last-i2"}
-    cases += [c for c in emp if c.name not in slow]
-    cases += sorted((c for c in emp if c.name in slow), key=lambda c: c.name[-1], reverse=True)
+    slow = ("emp-mlp-none-i2", "emp-mlp-last-i2", "emp-mlp-none-i1", "emp-mlp-last-i1")
+    by_name = {c.name: c for c in emp}
+    cases += [c for c in emp if c.name not in slow] + [by_name[n] for n in slow]
     return {c.name: c for c in cases}
 
 
