@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel
-from . import blocking
+from . import blocking, self_covariance
 
 Shape = tuple
 Get = Union[None, str, Sequence[str]]
@@ -182,11 +182,21 @@ def _compiled_kernel(layer: Layer, get, block_target: int):
             return _select(state(x1, x2), get)
         block, swap = plan
         names = _get_names(get)
-        def fields(a, b):
-            k = state(a, b)
+
+        def fields(k):
             return tuple(getattr(k, n) for n in names)
 
-        out = blocking.blocked_kernel(fields, x1, x2, block, swap)
+        def record(a):
+            with self_covariance.recording() as trajectory:
+                k = state(a, None)
+            return fields(k), tuple(trajectory)
+
+        def inject(a, b, side1, side2):
+            with self_covariance.injecting(side1, side2):
+                return fields(state(a, b))
+
+        out = blocking.blocked_kernel(lambda a, b: fields(state(a, b)), x1, x2, block, swap,
+                                      blocking.SharedSelfCovariance(record, inject))
         return out[0] if isinstance(get, str) else _select(types.SimpleNamespace(**dict(zip(names, out))), names)
     return jax.jit(run)
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel, diagonalized
-from . import nonlinear
+from . import nonlinear, self_covariance
 from .base import Layer, check_positive_int, frozen
 
 
@@ -128,6 +128,8 @@ class Serial(Layer):
                 k = _with_position(i, layer, lambda: layer.kernel_map(k, fresh=fresh))
             else:
                 k = _with_position(i, layer, lambda: layer.kernel_map(k))
+            if not isinstance(layer, Serial):
+                k = self_covariance.tap(k)
         return k
 
     def _fresh_branches(self, i: int) -> Optional[list]:
