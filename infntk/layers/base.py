@@ -215,8 +215,9 @@ def _block_plan(layer: Layer, state, get, x1, x2, target: int):
     if not isinstance(last, Kernel):
         return None
     full = any(k.spatial_ndim > 0 and not k.diagonal_spatial for k in (first, last))
-    block = blocking.block_size(max(first.nngp.size, last.nngp.size),
-                                target * (blocking.FULL_LAYOUT_FACTOR if full else 1))
+    entries = max(first.nngp.size, last.nngp.size)
+    block = (blocking.full_layout_block(entries, np.dtype(x1.dtype).itemsize, target) if full
+             else blocking.block_size(entries, target))
     if block >= max(x1.shape[0], 0 if x2 is None else x2.shape[0]):
         return None
     swap = tuple(blocking.swap_permutation(getattr(last, n).ndim, last.spatial_ndim,

@@ -51,9 +51,11 @@ import numpy as np
 #: best on a 2-core Xeon with 2 MiB L2 per core for the FC and CNN-GAP battery cases.
 TARGET_ENTRIES = 2 ** 16
 
-#: Full spatial layouts ``(B, B, S, S', ...)`` take blocks this many times larger: their window sums
-#: run along the spatial axes of every pair, and blocks of one or two pairs left the loop overhead
-#: dominant (Myrtle-like, 16x16: 0.76x the time at 4x the entries, CNN-GAP 8x8: 0.88x).
+#: Full spatial layouts ``(B, B, S, S', ...)`` take blocks of about this many float32 entries per
+#: quantity (1 MiB, whatever the dtype), ``B`` rounded down to a power of two: their window sums run
+#: along the spatial axes of every pair and want the block in L2. Measured interleaved with shared
+#: self-covariances (2 cores, 2 MiB L2 each), ms float32 / float64: Myrtle-like (16 x 16) B = 2:
+#: 102 / 230, B = 1: 118 / 169; CNN-GAP (8 x 8) B = 8: 204 / 520, B = 5: 226 / 401, B = 4: 204 / 310.
 FULL_LAYOUT_FACTOR = 4
 
 
@@ -62,6 +64,14 @@ def block_size(entries_per_pair: int, target: Optional[int] = None) -> int:
     (default :data:`TARGET_ENTRIES`)."""
     target = TARGET_ENTRIES if target is None else target
     return max(1, math.isqrt(max(1, target // max(1, int(entries_per_pair)))))
+
+
+def full_layout_block(entries_per_pair: int, itemsize: int, target: Optional[int] = None) -> int:
+    """Side ``B`` of a block of input pairs on the full spatial layout (see
+    :data:`FULL_LAYOUT_FACTOR`): about ``FULL_LAYOUT_FACTOR * target`` float32-sized entries."""
+    target = TARGET_ENTRIES if target is None else target
+    b = block_size(entries_per_pair, max(1, target * FULL_LAYOUT_FACTOR * 4 // itemsize))
+    return 1 << (b.bit_length() - 1)
 
 
 def swap_permutation(ndim: int, spatial_ndim: int, diagonal_spatial: bool) -> tuple:

@@ -52,3 +52,13 @@ def test_even_blocks(n, block, expect):
     # the blocks cover every input, each a run of real inputs, the last one ending at n
     assert sorted(set(np.asarray(blocks).ravel().tolist())) == list(range(n))
     assert int(starts[-1]) + b == n
+
+
+@pytest.mark.parametrize("per_pair,itemsize,expect", [
+    (256 * 256, 4, 2), (256 * 256, 8, 1),    # Myrtle-like 16x16: 1 MiB per quantity at most
+    (64 * 64, 4, 8), (64 * 64, 8, 4),        # CNN-GAP 8x8: isqrt(32) = 5, rounded down to 4
+    (10 ** 7, 4, 1)])                        # a single pair over budget still makes a block
+def test_full_layout_block(per_pair, itemsize, expect):
+    b = blocking.full_layout_block(per_pair, itemsize)
+    assert b == expect and b & (b - 1) == 0
+    assert b == 1 or b * b * per_pair * itemsize <= 4 * blocking.FULL_LAYOUT_FACTOR * blocking.TARGET_ENTRIES

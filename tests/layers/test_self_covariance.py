@@ -122,7 +122,8 @@ def test_model_shared_equals_plain(name, with_x2, monkeypatch):
     x1 = jnp.asarray(rng.normal(size=(7, 6, 6, 2)))
     x2 = jnp.asarray(rng.normal(size=(5, 6, 6, 2))) if with_x2 else None
     per_pair = 36 * 36
-    target = 4 * per_pair // blocking.FULL_LAYOUT_FACTOR   # B = 2
+    target = 8 * per_pair // blocking.FULL_LAYOUT_FACTOR   # float64: B = 2
+    assert blocking.full_layout_block(per_pair, 8, target) == 2
     shared = gram(model, x1, x2, target, True, monkeypatch)
     plain = gram(model, x1, x2, target, False, monkeypatch)
     whole = model.kernel(x1, x2, get=None)
@@ -144,7 +145,8 @@ def test_blocks_no_longer_compute_self_covariances(monkeypatch):
     program does markedly fewer flops."""
     model = conv_pool_model()
     x = jnp.asarray(np.random.default_rng(1).normal(size=(12, 8, 8, 1)))
-    target = 4 * 64 * 64 // blocking.FULL_LAYOUT_FACTOR
+    target = 8 * 64 * 64 // blocking.FULL_LAYOUT_FACTOR
+    assert blocking.full_layout_block(64 * 64, 8, target) == 2
     flops = {}
     for share in (True, False):
         monkeypatch.setattr(blocking, "SHARED_TRAJECTORY_BYTES", 512 * 2 ** 20 if share else 0)
