@@ -3,8 +3,10 @@
 For every case of :mod:`benchmarks.battery` and every dtype, one worker process per library is
 started (``.venv/bin/python`` for infntk on the newest JAX, ``.venv-nt/bin/python`` for
 neural-tangents on JAX 0.4.23; see :mod:`benchmarks.worker`). Both compile ahead of time (compile
-time reported separately, never in the medians), then their timed calls are interleaved
-A B A B ... so that the load of a shared machine hits both libraries alike. A fresh pair of
+time reported separately, never in the medians), then their timed calls are interleaved in
+rounds A B A B ..., each round giving both libraries about the same wall time (the faster library
+makes as many calls as fit in one call of the slower, at most ``MAX_CALLS_PER_ROUND``), so that
+the load of a shared machine hits both libraries alike. A fresh pair of
 processes per case makes each peak RSS that case's own. Results: ``DIR/bench.json`` (everything)
 and ``DIR/bench.md`` (tables, ratios, targets met / not met; see :mod:`benchmarks.report`).
 
@@ -34,6 +36,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 PYTHONS = {"infntk": ROOT / ".venv" / "bin" / "python", "nt": ROOT / ".venv-nt" / "bin" / "python"}
 SETUP_TIMEOUT = 900.0
 RUN_TIMEOUT = 900.0
+#: At most this many calls of the faster library per round (see :func:`bench_case`).
+MAX_CALLS_PER_ROUND = 20
 
 
 class WorkerError(RuntimeError):
@@ -143,10 +147,16 @@ def bench_case(case, dtype, libs, quick, reps, case_budget, logdir) -> dict:
             # at least 3 repetitions, fewer only for calls that alone exceed the budget
             k = min(reps, max(3 if slow <= case_budget else 1, int(case_budget / max(slow, 1e-6))))
             rec["reps"] = k
+            # each round gives both libraries about the same wall time (the faster one makes
+            # several calls), so a slow spell of a shared machine hits both alike
+            calls = {lib: max(1, min(MAX_CALLS_PER_ROUND,
+                                     int(slow / max(rec["libs"][lib]["first_s"], 1e-6))))
+                     for lib in procs}
+            rec["calls_per_round"] = calls
             for _ in range(k):  # A B A B ...
                 for lib, p in list(procs.items()):
                     try:
-                        out = p.call({"op": "run", "reps": 1}, RUN_TIMEOUT)
+                        out = p.call({"op": "run", "reps": calls[lib]}, RUN_TIMEOUT)
                     except WorkerError as e:
                         rec["libs"][lib]["error"] = str(e)
                         procs.pop(lib).kill()

@@ -6,8 +6,10 @@ neural-tangents 0.6.5 on JAX 0.4.23). The worker lives for one case, so its peak
 on the original stdout (the libraries' own prints are redirected to stderr):
 
 * ``{"op": "setup"}`` -- build the inputs and the function, lower and compile it ahead of time
-  (timed separately: ``lower_s``, ``compile_s``), run it once (``first_s``), reply with XLA's cost
-  analysis (flops, bytes accessed), memory analysis, a sample of the output and memory figures;
+  (timed separately: ``lower_s``, ``compile_s``), hand the heap that compilation freed back to the
+  OS, run it once (``first_s``; ``call_mib``, the resident memory that call adds: the computation's
+  own working set), reply with XLA's cost analysis (flops, bytes accessed), memory analysis, a
+  sample of the output and memory figures;
   then the peak RSS is reset, so ``peak_rss_mib`` of the ``run`` replies is the timed calls' own
   (compilation's peak is ``setup_peak_rss_mib``);
 * ``{"op": "run", "reps": k}`` -- ``k`` timed calls of the compiled function, each blocked with
@@ -46,6 +48,19 @@ def memory() -> dict:
     if hwm != hwm:  # NaN: no /proc
         hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"rss_mib": _status_kib("VmRSS") / 1024, "peak_rss_mib": hwm / 1024}
+
+
+def release_free_heap() -> bool:
+    """Hand the heap that is allocated-then-freed back to the OS (glibc ``malloc_trim``): what
+    compilation freed but malloc kept would otherwise count as this worker's resident memory in
+    every later figure. Done alike in both libraries' workers."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def reset_peak() -> bool:
@@ -135,8 +150,13 @@ class Worker:
         t1 = time.perf_counter()
         compiled = lowered.compile()
         t2 = time.perf_counter()
+        # the call's own memory: resident growth over the first call, from a trimmed heap
+        release_free_heap()
+        reset_peak()
+        pre_call = memory()["rss_mib"]
         out = jax.block_until_ready(compiled(*args))
         t3 = time.perf_counter()
+        call_mib = memory()["peak_rss_mib"] - pre_call
         self.compiled, self.args = compiled, args
         cost, mem = {}, {}
         try:
@@ -158,6 +178,8 @@ class Worker:
         finite = all(bool(self.np.isfinite(self.np.asarray(o)).all()) for o in outs)
         outs_dtype, out_shapes = outs[0].dtype, [list(o.shape) for o in outs]
         del out, outs
+        untrimmed = memory()["rss_mib"]
+        trimmed = release_free_heap()
         setup_mem = memory()
         self.peak_reset = reset_peak()
         return {"version": self.version, "lower_s": t1 - t0, "compile_s": t2 - t1,
@@ -165,7 +187,8 @@ class Worker:
                 "finite": finite, "out_dtype": str(outs_dtype),
                 "out_shapes": out_shapes, "base_rss_mib": before["rss_mib"],
                 "setup_peak_rss_mib": setup_mem["peak_rss_mib"],
-                "ready_rss_mib": setup_mem["rss_mib"], "peak_reset": self.peak_reset,
+                "ready_rss_mib": setup_mem["rss_mib"], "untrimmed_rss_mib": untrimmed,
+                "heap_trimmed": trimmed, "call_mib": call_mib, "peak_reset": self.peak_reset,
                 "device_memory": self._dev_mem()}
 
     def _dev_mem(self):

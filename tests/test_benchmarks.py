@@ -24,6 +24,8 @@ def test_quick_run_infntk_side(tmp_path):
         assert r["finite"] and r["out_dtype"] == "float32"
         assert len(r["times"]) >= 2 and r["median_s"] > 0 and r["compile_s"] > 0
         assert r["peak_rss_mib"] > 0
+        # the first call's own resident growth (outputs at least: N^2 float32 entries x 2)
+        assert r["call_mib"] >= 0 and r["heap_trimmed"] in (True, False)
         assert "nt" not in rec["libs"]
     fc = res["cases"][0]["libs"]["infntk"]
     n = CASES["fc-erf"].n_quick
@@ -32,8 +34,10 @@ def test_quick_run_infntk_side(tmp_path):
     assert "QUICK" in md and "| fc-erf | float32 | %d |" % n in md
 
 
-def _lib(median, base=100.0, peak=150.0, sample=((1.0, 2.0),)):
+def _lib(median, base=100.0, peak=150.0, sample=((1.0, 2.0),), call=None):
+    call = peak - base if call is None else call
     return {"median_s": median, "times": [median], "compile_s": 1.0, "base_rss_mib": base,
+            "call_mib": call,
             "peak_rss_mib": peak, "setup_peak_rss_mib": peak, "sample": [list(s) for s in sample],
             "cost": {"flops": 2e9, "bytes accessed": 1e9}}
 
@@ -46,6 +50,10 @@ def test_report_ratios_and_targets():
                 "libs": {"infntk": _lib(0.01), "nt": _lib(0.01 * (tgt + 1), peak=300.0)}},
                {"case": "fc-relu", "dtype": "float64", "n": 2000,
                 "libs": {"infntk": _lib(1.0, peak=500.0), "nt": _lib(2.0, sample=((1.0, 2.2),))}},
+               # Δ RSS larger (compile residue), the call's own memory smaller: memory met
+               {"case": "myrtle", "dtype": "float32", "n": 16,
+                "libs": {"infntk": _lib(0.01, peak=400.0, call=10.0),
+                         "nt": _lib(0.5, peak=200.0, call=90.0)}},
                {"case": "emp-mlp-last-i2", "dtype": "float32", "n": 128,
                 "libs": {"infntk": _lib(0.5), "nt": _lib(0.4)}},
                {"case": "emp-mlp-last-i3", "dtype": "float32", "n": 128,
@@ -58,6 +66,8 @@ def test_report_ratios_and_targets():
     assert "**met**" in gap and "NOT" not in gap
     fc = next(line for line in md.splitlines() if line.startswith("| fc-relu"))
     assert fc.count("**NOT met**") == 2  # 2x < 4x, and 400 MiB > 50 MiB working memory
+    myrtle = next(line for line in md.splitlines() if line.startswith("| myrtle"))
+    assert "| 300 / 100 | 10.0 / 90.0 | **met** |" in myrtle
     emp = next(line for line in md.splitlines() if line.startswith("| emp_mlp | (-1,) | float32 | 200"))
     assert "300 (structured) | 1.5 | **met**" in emp  # 0.2 s vs NT's best 0.3 s
     thr = next(line for line in md.splitlines() if line.startswith("| cnn-gap | float32 | infntk"))
