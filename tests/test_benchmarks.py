@@ -26,6 +26,9 @@ def test_quick_run_infntk_side(tmp_path):
         assert r["peak_rss_mib"] > 0
         # the first call's own resident growth (outputs at least: N^2 float32 entries x 2)
         assert r["call_mib"] >= 0 and r["heap_trimmed"] in (True, False)
+        # a cheap first call is followed by an untimed warm call that sizes the rounds
+        assert r["warm_s"] > 0 and rec["calls_per_round"] == {"infntk": 1}
+        assert len(r["times"]) == rec["reps"]
         assert "nt" not in rec["libs"]
     fc = res["cases"][0]["libs"]["infntk"]
     n = CASES["fc-erf"].n_quick
