@@ -125,8 +125,9 @@ def test_jit_and_float32(name):
 def test_blocked_gram_equals_unblocked(name, with_x2, monkeypatch):
     """Batch-pair blocking (infntk/layers/blocking.py) is exact, including ragged last blocks.
 
-    A tiny block budget forces blocks of one or two inputs on a batch of 5 (x2=None: diagonal
-    blocks in x2=None mode, the blocks below the diagonal are transposes of those above). The
+    A tiny block budget forces blocks of two inputs on a batch of 5 (2 + 2 + 1: full and ragged
+    blocks; x2=None: diagonal blocks in x2=None mode, the blocks below the diagonal are transposes
+    of those above; blocks of one input are the same loop, exercised in test_self_covariance.py). The
     reference is the unblocked state (``get=None`` is never blocked). Both are the same float64
     arithmetic but for the order in which per-input variances are summed, so they agree to
     rounding, amplified at most by the recursion's conditioning (1e-10 relative to the largest
@@ -138,7 +139,7 @@ def test_blocked_gram_equals_unblocked(name, with_x2, monkeypatch):
     x2 = inputs((3,) + shape[1:], 5) if with_x2 else None
     ref = model.kernel(x1, x2, get=None)
     entries = int(np.prod(ref.nngp.shape[2:], dtype=int))
-    for target in (entries, 4 * entries):          # blocks of 1 and of 2 inputs per side
+    for target in (4 * entries,):                  # blocks of 2 inputs per side
         monkeypatch.setattr(blocking, "TARGET_ENTRIES", target)
         got = model.kernel(x1, x2, get=("nngp", "ntk"))
         assert got.nngp.shape == ref.nngp.shape
