@@ -73,6 +73,10 @@ import numpy as np
 from jax import lax
 from jax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
 
+
+from .chunked_einsum import contract
+from .fusion import divide_by_one
+
 try:  # infntk.errors is owned by the core; keep this module importable without it.
     from infntk.errors import InfntkError
 except Exception:  # pragma: no cover
@@ -530,10 +534,15 @@ def _contract_structured(lab: _Labels, st: _Structured, side1, side2, ex_axis):
     """Sum over leaves of the four-factor contractions (NT layout output)."""
     gs1, hs1 = side1
     gs2, hs2 = side2
-    total = 0.0
+    symmetric = side1 is side2
+    total = None
     for t in st.taps:
         lb = lab.fork()
         y_roles, h_roles = st.term_specs(t.leaf)
+        if total is not None:
+            # one leaf's term at a time: its factors reach the contraction only once the terms
+            # before it are summed, so no two leaves' intermediates are alive together
+            gs1, hs1, gs2, hs2 = _sequenced(total, gs1, hs1, gs2, hs2, t.leaf)
         shared = {}
 
         def letter(role, side):
@@ -553,8 +562,7 @@ def _contract_structured(lab: _Labels, st: _Structured, side1, side2, ex_axis):
         out = "".join(lab.out)
         if h_roles is None:
             spec = f"{g1},{g2}->{out}"
-            term = jnp.einsum(spec, gs1[t.leaf], gs2[t.leaf], optimize="optimal",
-                              precision=_HIGHEST)
+            term = contract(spec, gs1[t.leaf], gs2[t.leaf])
         else:
             e1 = lab.o1[ex_axis] if ex_axis is not None else ""
             e2 = lab.o2[ex_axis] if ex_axis is not None else ""
@@ -562,12 +570,28 @@ def _contract_structured(lab: _Labels, st: _Structured, side1, side2, ex_axis):
             h2 = e2 + "".join(letter(r, 2) for r in h_roles)
             spec = f"{g1},{h1},{h2},{g2}->{out}"
             ops = (gs1[t.leaf], hs1[t.leaf], hs2[t.leaf], gs2[t.leaf])
-            if side1 is side2 and _pairs_sides_first(spec, ops):
+            if symmetric and _pairs_sides_first(spec, ops):
                 term = _symmetric_term(g1, h1, g2, h2, out, ops[0], ops[1])
             else:
-                term = jnp.einsum(spec, *ops, optimize="optimal", precision=_HIGHEST)
-        total = total + term
+                term = contract(spec, *ops)
+        total = term if total is None else total + term
     return total / lab.size
+
+
+def _sequenced(total, gs1, hs1, gs2, hs2, leaf):
+    """One leaf's factors made to depend on the sum of the terms before it, so that XLA schedules
+    one leaf's contraction at a time and never holds two leaves' intermediates (per-example weight
+    Jacobians) together. The factors are divided by a factor that is exactly 1 unless that sum is
+    NaN (``fusion.divide_by_one``; an optimisation barrier does not survive XLA:CPU's pipeline):
+    bitwise unchanged, and a NaN sum stays NaN."""
+    witness = jnp.reshape(total, (-1,))[0]
+
+    def dep(d):
+        return {**d, leaf: divide_by_one(d[leaf], witness)} if d.get(leaf) is not None else d
+    if gs1 is gs2 and hs1 is hs2:
+        gs1, hs1 = dep(gs1), dep(hs1)
+        return gs1, hs1, gs1, hs1
+    return dep(gs1), dep(hs1), dep(gs2), dep(hs2)
 
 
 def _pairs_sides_first(spec: str, ops) -> bool:
@@ -590,7 +614,7 @@ def _symmetric_term(g1: str, h1: str, g2: str, h2: str, out: str, g, h):
     rename = dict(zip(g1 + h1, g2 + h2))
     j2 = "".join(rename[c] for c in j1)
     jac = jnp.einsum(f"{g1},{h1}->{j1}", g, h, precision=_HIGHEST)
-    return jnp.einsum(f"{j1},{j2}->{out}", jac, jac, precision=_HIGHEST)
+    return contract(f"{j1},{j2}->{out}", jac, jac)
 
 
 # ---------------------------------------------------------------------------
@@ -627,6 +651,67 @@ def _block_structured(pb: _Problem, x1, x2, lab: _Labels):
     return _contract_structured(lab, st, s1, s2, out_ax % len(lab.o1))
 
 
+MAP_CHUNK_BYTES = 4 * 2 ** 20
+"""Per-example derivatives (the Jacobian route) and tangent columns (the vector-product route) are
+computed this many bytes of results at a time, in a compiled loop: vmapping all of them at once
+lets XLA build intermediates several times the size of the results (a batched weight-gradient
+convolution transposes its activations once per cotangent)."""
+
+
+def _flat_axes(args, in_axes):
+    """Per-leaf batch axes (int or None) of ``args`` for vmap-style ``in_axes`` (one entry per
+    argument: an int, None, or a pytree prefix of that argument)."""
+    axes = []
+    for arg, ax in zip(args, in_axes):
+        if ax is None or isinstance(ax, int):
+            axes += [ax] * len(tree_leaves(arg))
+            continue
+        prefix, tdef = tree_flatten(ax, is_leaf=lambda v: v is None)
+        for a, sub in zip(prefix, tdef.flatten_up_to(arg)):
+            axes += [a] * len(tree_leaves(sub))
+    return axes
+
+
+def _chunked_vmap(fn, args, in_axes, n: int, item_bytes: float):
+    """``jax.vmap(fn, in_axes, out_axes=0)(*args)`` over ``n`` items, evaluated in chunks of
+    ``MAP_CHUNK_BYTES // item_bytes`` items in a compiled loop that writes each chunk's results in
+    place (the last chunk is moved back to end at ``n``, recomputing a few items, so no ragged
+    remainder needs a concatenation: that would copy all the results once more)."""
+    chunk = max(1, int(MAP_CHUNK_BYTES // max(item_bytes, 1)))
+    if chunk >= n:
+        return jax.vmap(fn, in_axes=in_axes)(*args)
+    leaves, tdef = tree_flatten(list(args))
+    axes = _flat_axes(args, in_axes)
+    vaxes = [None if ax is None else ax % leaf.ndim for leaf, ax in zip(leaves, axes)]
+
+    def call(start):
+        part = [leaf if ax is None else lax.dynamic_slice_in_dim(leaf, start, chunk, ax)
+                for leaf, ax in zip(leaves, vaxes)]
+        return jax.vmap(lambda *ls: fn(*tree_unflatten(tdef, list(ls))), in_axes=vaxes)(*part)
+
+    shapes = jax.eval_shape(call, 0)
+    out = tree_map(lambda s: jnp.zeros((n,) + s.shape[1:], s.dtype), shapes)
+
+    def body(i, acc):
+        start = jnp.minimum(i * chunk, n - chunk)
+        res = call(start)
+        return tree_map(lambda a, r: lax.dynamic_update_slice_in_dim(a, r, start, 0), acc, res)
+
+    return lax.fori_loop(0, -(-n // chunk), body, out)
+
+
+def _forward_bytes(pb: _Problem, x) -> float:
+    """Bytes of all values one forward pass on x creates (its jaxpr's equation outputs)."""
+    jaxpr = jax.make_jaxpr(pb.full_f(x))(pb.params).jaxpr
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            aval = v.aval
+            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                total += _size(aval.shape) * jnp.dtype(aval.dtype).itemsize
+    return total
+
+
 def _jacobians(pb: _Problem, x):
     """Per-leaf Jacobians with the out axes first (examples at fx axis if vmap)."""
     if pb.vm is None:
@@ -635,9 +720,16 @@ def _jacobians(pb: _Problem, x):
     gex = pb.example_fn()
     kwb = pb.kw_batched()
     kw_in = {k: kw_ax[k] for k in kwb}
-    jac = jax.vmap(lambda xi, kwi: jax.jacrev(lambda p: gex(p, xi, kwi))(pb.params),
-                   in_axes=(in_ax, kw_in), out_axes=0)(x, kwb)
-    return jac
+    n = _n_examples(x, in_ax)
+    return _chunked_vmap(lambda xi, kwi: jax.jacrev(lambda p: gex(p, xi, kwi))(pb.params),
+                         (x, kwb), (in_ax, kw_in), n, _jacobian_bytes(pb, x, n))
+
+
+def _jacobian_bytes(pb: _Problem, x, n: int) -> float:
+    """Bytes of one example's Jacobian (outputs per example x parameters)."""
+    out_size = _size(pb.out_shape(x)) // max(n, 1)
+    return out_size * sum(_size(jnp.shape(a)) * jnp.dtype(jnp.result_type(a)).itemsize
+                          for a in tree_leaves(pb.params))
 
 
 def _block_jacobian(pb: _Problem, x1, x2, lab: _Labels):
@@ -657,7 +749,7 @@ def _block_jacobian(pb: _Problem, x1, x2, lab: _Labels):
         pn = a.ndim - ndim
         w = "".join(lb.new() for _ in range(pn))
         spec = f"{o_letters(lab.o1)}{w},{o_letters(lab.o2)}{w}->{''.join(lab.out)}"
-        total = total + jnp.einsum(spec, a, b, precision=_HIGHEST)
+        total = total + contract(spec, a, b)
     return total / lab.size
 
 
@@ -689,10 +781,15 @@ def _block_ntk_vp(pb: _Problem, x1, x2, lab: _Labels):
         basis = _std_basis(o.shape, o.dtype)
         return jax.vmap(lambda e: vjp_fn(e)[0])(basis)
 
-    ts = jax.vmap(tangents, in_axes=(in_ax, kw_in))(xs2, kwb)  # (N2, K2, *P)
+    n_ex = _n_examples(xs2, in_ax)
+    ts = _chunked_vmap(tangents, (xs2, kwb), (in_ax, kw_in), n_ex,
+                       _jacobian_bytes(pb, xs2, n_ex))  # (N2, K2, *P)
     n2, k2 = tree_leaves(ts)[0].shape[:2]
     flat = tree_map(lambda a: a.reshape((n2 * k2,) + a.shape[2:]), ts)
-    cols = jax.vmap(lambda t: jax.jvp(f1, (pb.params,), (t,))[1])(flat)  # (N2*K2, *O1)
+    # one column is a forward pass (primal and tangent) over all of x1
+    col_bytes = 2.0 * _forward_bytes(pb, x1)
+    cols = _chunked_vmap(lambda t: jax.jvp(f1, (pb.params,), (t,))[1], (flat,), (0,),
+                         n2 * k2, col_bytes)  # (N2*K2, *O1)
     out2_shape = pb.out_shape(xs2)
     ndim = len(out2_shape)
     ox = out_ax % ndim
@@ -1012,11 +1109,11 @@ def empirical_nngp_fn(f: Callable, trace_axes=(-1,), diagonal_axes=()) -> Callab
         out1 = f(params, x1, **apply_fn_kwargs)
         out2 = out1 if x2 is None else f(params, x2, **apply_fn_kwargs)
 
-        def contract(a, b):
+        def gram(a, b):
             lab = _Labels(a.shape, b.shape, trace_axes, diagonal_axes)
             spec = f"{''.join(lab.o1)},{''.join(lab.o2)}->{''.join(lab.out)}"
-            return jnp.einsum(spec, a, b, precision=_HIGHEST) / lab.size
-        return tree_map(contract, out1, out2)
+            return contract(spec, a, b) / lab.size
+        return tree_map(gram, out1, out2)
     return nngp_fn
 
 

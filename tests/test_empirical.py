@@ -296,3 +296,90 @@ def test_structured_x2_none_forms_each_jacobian_once(mlp_setup, axes, monkeypatc
     np.testing.assert_allclose(got, ref, rtol=0, atol=TOL * np.abs(ref).max())
     if axes in AXES[:4]:
         assert calls, "the symmetric shortcut was never used on the CNN"
+
+
+@pytest.mark.parametrize("axes", [((), ()), ((-1,), ()), ((), (-1,))], ids=str)
+@pytest.mark.parametrize("with_x2", [False, True], ids=["x2=None", "x2"])
+def test_sliced_and_chunked_routes_match_brute_force(axes, with_x2, monkeypatch):
+    """Memory-bounded evaluation (infntk/chunked_einsum.py slices of every large pairwise
+    contraction; per-example Jacobians and tangent columns in chunks under lax.map, with a ragged
+    last chunk; one structured term at a time) computes the same kernel: thresholds so small that
+    every path is sliced or chunked, against the brute-force NTK."""
+    from infntk import chunked_einsum, empirical
+    monkeypatch.setattr(chunked_einsum, "SLICE_BYTES", 256)
+    trace, diag = axes
+    k = jax.random.split(jax.random.PRNGKey(7), 3)
+    p = cnn_init(k[0])
+    x1 = jax.random.normal(k[1], (5, 8, 8, 1))
+    x2 = jax.random.normal(k[2], (3, 8, 8, 1)) if with_x2 else None
+    ref = brute_ntk(cnn, p, x1, x1 if x2 is None else x2, trace, diag)
+    n_params = sum(v.size for v in jax.tree_util.tree_leaves(p))
+    # per-example Jacobian = outputs (2) x parameters: chunks of 2 examples (5 = 2 + 2 + 1)
+    monkeypatch.setattr(empirical, "MAP_CHUNK_BYTES", 2 * 2 * n_params * 8)
+    for impl in EXACT:
+        got = empirical_ntk_fn(cnn, trace, diag, 0, impl, memory_budget=None)(x1, x2, p)
+        np.testing.assert_allclose(got, ref, atol=TOL * np.abs(ref).max(), rtol=0, err_msg=impl)
+
+
+def test_chunked_vmap_matches_vmap():
+    """Chunks under lax.map with a ragged tail, a non-leading batch axis and an unbatched
+    argument: the same values and layout as one vmap."""
+    from infntk.empirical import _chunked_vmap
+    x = jnp.arange(7 * 3, dtype=jnp.float64).reshape(3, 7)      # batch axis 1
+    tree = {"a": jnp.arange(7.0) * 2.0}                            # batch axis 0
+    w = jnp.arange(3.0)
+
+    def fn(xi, ti, wi):
+        return {"s": xi * ti["a"] + wi, "t": jnp.sum(xi)}
+    ref = jax.vmap(fn, in_axes=(1, {"a": 0}, None))(x, tree, w)
+    for item_bytes in (1e9, 16 * 2 ** 20 / 3, 16 * 2 ** 20):   # one chunk of all, 3 (+1), 1 each
+        got = _chunked_vmap(fn, (x, tree, w), (1, {"a": 0}, None), 7, item_bytes)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, got, ref)
+
+
+def test_structured_terms_do_not_coexist():
+    """One structured term at a time: the compiled NTK of a 3-layer, 64-channel CNN (two 64 x 576
+    per-example weight Jacobians) holds at most one Jacobian at once. Unsequenced, XLA schedules
+    both Jacobians before either contraction (58 MB of temporaries); unsliced, each Gram product
+    adds a transposed copy (50 MB); neither: 79 MB; both: under 42 MB."""
+    p, x = _conv_net_problem()
+    fn = empirical_ntk_fn(_conv_net, (-1,), (), 0, "structured", memory_budget=None)
+    mem = jax.jit(lambda x, p: fn(x, None, p)).lower(x, p).compile().memory_analysis()
+    if mem is None:  # pragma: no cover - backend without memory analysis
+        pytest.skip("no memory analysis on this backend")
+    jacobian = 16 * 10 * 64 * 576 * 4          # one layer's per-example Jacobians (23.6 MB)
+    factors = 16 * 10 * 64 * 64 * 4 * 3 + 16 * 64 * 576 * 4 * 2   # cotangents and patches
+    assert mem.temp_size_in_bytes <= 1.15 * (jacobian + factors), mem.temp_size_in_bytes
+
+
+@pytest.mark.parametrize("impl,n", [("jacobian_contraction", 16), ("ntk_vector_products", 32)])
+def test_per_example_derivatives_in_chunks(impl, n):
+    """The Jacobian and vector-product routes compute per-example derivatives in chunks: vmapped
+    over all examples x 10 outputs at once, XLA's batched weight-gradient convolutions build
+    transposed activations of several times the Jacobians' size. Chunked, the working set is the
+    per-example derivatives plus about two chunks' intermediates."""
+    from infntk import empirical
+    p, x = _conv_net_problem(n)
+    fn = empirical_ntk_fn(_conv_net, (-1,), (), 0, impl, memory_budget=None)
+    mem = jax.jit(lambda x, p: fn(x, None, p)).lower(x, p).compile().memory_analysis()
+    if mem is None:  # pragma: no cover - backend without memory analysis
+        pytest.skip("no memory analysis on this backend")
+    n_params = sum(a.size for a in jax.tree_util.tree_leaves(p))
+    jacobians = n * 10 * n_params * 4
+    bound = jacobians + 2 * empirical.MAP_CHUNK_BYTES
+    assert mem.temp_size_in_bytes <= bound, (mem.temp_size_in_bytes, jacobians)
+
+
+def _conv_net(p, x):
+    dn = ("NHWC", "HWIO", "NHWC")
+    for w in p["convs"]:
+        x = jax.nn.relu(jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
+    return jnp.mean(x, axis=(1, 2)) @ p["dense"]
+
+
+def _conv_net_problem(n=16):
+    """3 x [Conv(64), Relu], GAP, Dense(10) on n inputs of 8 x 8 x 1, float32 (shapes only)."""
+    shapes = {"convs": [(3, 3, 1, 64), (3, 3, 64, 64), (3, 3, 64, 64)], "dense": (64, 10)}
+    p = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), shapes,
+                               is_leaf=lambda v: isinstance(v, tuple))
+    return p, jax.ShapeDtypeStruct((n, 8, 8, 1), jnp.float32)
