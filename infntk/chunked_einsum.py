@@ -49,8 +49,7 @@ def _nbytes(x) -> int:
 
 def slice_plan(spec: str, a_shape, b_shape, itemsize: int, slice_bytes: Optional[int] = None):
     """``(letter, width)`` to slice the pairwise contraction ``spec`` on, or ``None`` to run it
-    whole: the summed letter (in both operands, not in the output) of largest extent, cut into
-    equal slices (a divisor of its extent) so that neither operand's slice exceeds
+    whole: a summed letter (in both operands, not in the output), cut into equal slices (a divisor of its extent) so that neither operand's slice exceeds
     ``slice_bytes``. Steps with operands under ``slice_bytes``, or an output over a quarter of the
     larger operand, run whole."""
     slice_bytes = SLICE_BYTES if slice_bytes is None else slice_bytes
@@ -67,9 +66,13 @@ def slice_plan(spec: str, a_shape, b_shape, itemsize: int, slice_bytes: Optional
     summed = [c for c in sa if c in sb and c not in out]
     if not summed:
         return None
-    letter = max(summed, key=lambda c: a_shape[sa.index(c)])
-    extent = a_shape[sa.index(letter)]
     want = math.ceil(big / slice_bytes)          # slices needed
+    # the outermost summed axis of the first operand that can be cut into that many slices (each
+    # slice then reads long contiguous runs), else the longest one
+    order = sorted(summed, key=lambda c: sa.index(c))
+    fits = [c for c in order if a_shape[sa.index(c)] >= want]
+    letter = fits[0] if fits else max(summed, key=lambda c: a_shape[sa.index(c)])
+    extent = a_shape[sa.index(letter)]
     if want > extent:
         want = extent
     width = next(w for w in range(extent // want, 0, -1) if extent % w == 0)

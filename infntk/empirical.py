@@ -613,8 +613,41 @@ def _symmetric_term(g1: str, h1: str, g2: str, h2: str, out: str, g, h):
     j1 = "".join(dict.fromkeys(c for c in g1 + h1 if c in rest))
     rename = dict(zip(g1 + h1, g2 + h2))
     j2 = "".join(rename[c] for c in j1)
-    jac = jnp.einsum(f"{g1},{h1}->{j1}", g, h, precision=_HIGHEST)
-    return contract(f"{j1},{j2}->{out}", jac, jac)
+    sizes = {**dict(zip(g1, g.shape)), **dict(zip(h1, h.shape))}
+    jac_bytes = _size([sizes[c] for c in j1]) * jnp.dtype(jnp.result_type(g, h)).itemsize
+    # weight axes of g alone, summed in the Gram product: J can be formed a slice at a time
+    free = [c for c in g1 if c in j1 and c not in h1 and c not in out and rename[c] == c]
+    slices = _jacobian_slices(jac_bytes, [sizes[c] for c in free])
+    if slices is None:
+        jac = jnp.einsum(f"{g1},{h1}->{j1}", g, h, precision=_HIGHEST)
+        return contract(f"{j1},{j2}->{out}", jac, jac)
+    letter, width = free[slices[0]], slices[1]
+    axis = g1.index(letter)
+
+    def body(i, acc):
+        part = lax.dynamic_slice_in_dim(g, i * width, width, axis)
+        jac = jnp.einsum(f"{g1},{h1}->{j1}", part, h, precision=_HIGHEST)
+        return acc + jnp.einsum(f"{j1},{j2}->{out}", jac, jac, precision=_HIGHEST)
+
+    both = {**sizes, **{rename[c]: sizes[c] for c in rename}}   # side 2: the same arrays
+    acc = jnp.zeros(tuple(both[c] for c in out), jnp.result_type(g, h))
+    return lax.fori_loop(0, sizes[letter] // width, body, acc)
+
+
+def _jacobian_slices(jac_bytes: float, extents):
+    """``(index into extents, width)``: the first weight axis that can be cut into slices whose
+    per-example Jacobians stay under ``chunked_einsum.SLICE_BYTES``, or None (small, or no axis)."""
+    from . import chunked_einsum
+    limit = chunked_einsum.SLICE_BYTES
+    if jac_bytes <= limit:
+        return None
+    want = math.ceil(jac_bytes / limit)
+    for i, extent in enumerate(extents):
+        if extent >= want:
+            width = next(w for w in range(extent // want, 0, -1) if extent % w == 0)
+            if extent // width <= chunked_einsum.MAX_SLICES:
+                return i, width
+    return None
 
 
 # ---------------------------------------------------------------------------
