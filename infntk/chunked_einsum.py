@@ -43,14 +43,20 @@ is an output-sized buffer of its own, and the transposed copy it saves is no lar
 _HIGHEST = lax.Precision.HIGHEST
 
 
-def _nbytes(x) -> int:
-    return int(np.prod(x.shape, dtype=np.int64)) * jnp.dtype(x.dtype).itemsize
+def slice_width(extent: int, want: int) -> Optional[int]:
+    """The widest equal slice (a divisor of ``extent``) that cuts an axis into at least ``want``
+    slices, or None where that means no cut at all or more than ``MAX_SLICES`` slices."""
+    want = min(want, extent)
+    width = next(w for w in range(extent // want, 0, -1) if extent % w == 0)
+    if width == extent or extent // width > MAX_SLICES:
+        return None
+    return width
 
 
 def slice_plan(spec: str, a_shape, b_shape, itemsize: int, slice_bytes: Optional[int] = None):
     """``(letter, width)`` to slice the pairwise contraction ``spec`` on, or ``None`` to run it
-    whole: a summed letter (in both operands, not in the output), cut into equal slices (a divisor of its extent) so that neither operand's slice exceeds
-    ``slice_bytes``. Steps with operands under ``slice_bytes``, or an output over a quarter of the
+    whole: a summed letter (in both operands, not in the output), cut into equal slices (a divisor
+    of its extent) so that neither operand's slice exceeds ``slice_bytes``. Steps with operands under ``slice_bytes``, or an output over a quarter of the
     larger operand, run whole."""
     slice_bytes = SLICE_BYTES if slice_bytes is None else slice_bytes
     ins, out = spec.split("->")
@@ -72,13 +78,8 @@ def slice_plan(spec: str, a_shape, b_shape, itemsize: int, slice_bytes: Optional
     order = sorted(summed, key=lambda c: sa.index(c))
     fits = [c for c in order if a_shape[sa.index(c)] >= want]
     letter = fits[0] if fits else max(summed, key=lambda c: a_shape[sa.index(c)])
-    extent = a_shape[sa.index(letter)]
-    if want > extent:
-        want = extent
-    width = next(w for w in range(extent // want, 0, -1) if extent % w == 0)
-    if width == extent or extent // width > MAX_SLICES:
-        return None
-    return letter, width
+    width = slice_width(a_shape[sa.index(letter)], want)
+    return None if width is None else (letter, width)
 
 
 def contract_pair(spec: str, a, b, slice_bytes: Optional[int] = None):

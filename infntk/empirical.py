@@ -73,7 +73,7 @@ import numpy as np
 from jax import lax
 from jax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
 
-
+from . import chunked_einsum
 from .chunked_einsum import contract
 from .fusion import divide_by_one
 
@@ -637,16 +637,14 @@ def _symmetric_term(g1: str, h1: str, g2: str, h2: str, out: str, g, h):
 def _jacobian_slices(jac_bytes: float, extents):
     """``(index into extents, width)``: the first weight axis that can be cut into slices whose
     per-example Jacobians stay under ``chunked_einsum.SLICE_BYTES``, or None (small, or no axis)."""
-    from . import chunked_einsum
     limit = chunked_einsum.SLICE_BYTES
     if jac_bytes <= limit:
         return None
     want = math.ceil(jac_bytes / limit)
     for i, extent in enumerate(extents):
-        if extent >= want:
-            width = next(w for w in range(extent // want, 0, -1) if extent % w == 0)
-            if extent // width <= chunked_einsum.MAX_SLICES:
-                return i, width
+        width = chunked_einsum.slice_width(extent, want) if extent >= want else None
+        if width is not None:
+            return i, width
     return None
 
 
