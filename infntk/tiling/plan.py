@@ -23,9 +23,10 @@ covariance of a convolutional kernel), :math:`\beta` per input row (the inputs a
 
 With ``in_flight`` tiles live per device (dispatch of the next tile overlaps the transfer of the
 previous one) the tile side :math:`t` is the largest with
-:math:`\text{in\_flight} \cdot M(t, t) \le \text{budget}`; tiles are square, rounded down to a multiple of
-8 when :math:`t \ge 64`, and, with several workers, shrunk until there are at least
-``TILES_PER_WORKER`` (4) tiles per worker.
+:math:`\text{in\_flight} \cdot M(t, t) \le \text{budget}`, shrunk, with several workers, until
+there are at least ``TILES_PER_WORKER`` (4) tiles per worker. The grid is then cut evenly (:func:`even_side`): the
+fewest tiles of side at most :math:`t`, all of nearly the same size, so no thin ragged strip of
+tiles costs a full tile's overheads while the others are larger than they need be.
 
 Example:
     >>> from infntk.tiling.testing import ArcCosine
@@ -312,10 +313,27 @@ def plan_tiles(
             f"about {in_flight} x {mem.bytes(1, 1):.0f} bytes (memory model from {mem.source})"
         )
     t = min(t, max(n1, n2))
-    if 64 <= t < max(n1, n2):
-        t -= t % 8
     # several workers: enough tiles per worker that the last ones to finish keep all of them busy
     want = workers if workers <= 1 else TILES_PER_WORKER * workers
     while t > 1 and _count(shape, t, symmetric) < want:
-        t = -(-t // 2)
-    return TilePlan(shape, (min(t, n1), min(t, n2)), symmetric, mem, budget)
+        t = min(t - 1, max(-(-n // (-(-n // t) + 1)) for n in shape))  # one more row/column of tiles
+    return TilePlan(shape, (even_side(n1, t), even_side(n2, t)), symmetric, mem, budget)
+
+
+def even_side(n: int, t: int) -> int:
+    r"""The tile side that cuts ``n`` rows into as many tiles as side ``t`` does, as evenly as
+    possible: :math:`s = \lceil n / g \rceil` with :math:`g = \lceil n / t \rceil`, so
+    :math:`s \le t`, and the last tile is fewer than ``g`` rows short of the others instead of a
+    thin ragged strip. Sides of 64 or more are rounded up to a multiple of 8 where that stays
+    within ``t`` (and so keeps ``g`` tiles; the last tile is then fewer than ``8 g`` rows short).
+
+    Example:
+        >>> even_side(1797, 1528), even_side(1797, 899), even_side(10, 4)
+        (904, 899, 4)
+    """
+    t = max(1, min(int(t), int(n)))
+    g = -(-n // t)
+    s = -(-n // g)
+    if s >= 64 and s + (-s % 8) <= t:
+        s += -s % 8
+    return s

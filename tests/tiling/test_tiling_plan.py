@@ -8,7 +8,7 @@ import pytest
 
 from infntk.errors import InfntkError
 from infntk.tiling import MemoryModel, plan_tiles
-from infntk.tiling.plan import estimate_memory, parse_bytes
+from infntk.tiling.plan import estimate_memory, even_side, parse_bytes
 from infntk.tiling.testing import ArcCosine, PixelPairs
 
 
@@ -55,13 +55,29 @@ def test_plan_respects_budget_and_shape():
     t = p.tile[0]
     assert p.symmetric and p.tile == (t, t) and p.budget == budget
     assert 2 * p.memory.bytes(t, t) <= budget  # two tiles in flight per device
-    assert 2 * p.memory.bytes(t + 8, t + 8) > budget or t + 8 > 1000
+    # The fewest tiles the budget allows, cut evenly (sides differ by less than 8 per tile).
     g = p.grid[0]
+    assert g == -(-1000 // p.memory.max_square(budget / 2)) > 1
     assert len(p.tiles()) == g * (g + 1) // 2
+    sides = [tl.r1 - tl.r0 for tl in p.tiles()]
+    assert max(sides) - min(sides) <= 8 * g
     # A bigger budget gives bigger tiles; a spatial model gives smaller ones than a dense one.
     assert plan_tiles(ArcCosine(), x, None, memory_budget=16 * budget).tile[0] > t
     xi = np.zeros((1000, 8, 8, 1))
     assert plan_tiles(PixelPairs(), xi, None, memory_budget=budget).tile[0] < t
+
+
+def test_even_side_keeps_the_tile_count_and_evens_the_sides():
+    for n in range(1, 260):
+        for t in range(1, n + 3):
+            s = even_side(n, t)
+            g = -(-n // min(t, n))
+            assert s <= min(t, n) and -(-n // s) == g, (n, t, s)
+            last = n - (g - 1) * s
+            assert 0 < last and s - last <= (8 * g if s >= 64 else g - 1), (n, t, s)
+    # The digits scale run: 1797 rows under a 1528-row limit -> two tiles of 904 and 893 rows,
+    # not 1528 and 269.
+    assert even_side(1797, 1528) == 904
 
 
 def test_plan_uses_model_hint():
@@ -74,7 +90,8 @@ def test_plan_uses_model_hint():
     p = plan_tiles(Hinted(), np.zeros((500, 10)), None, memory_budget=2 * 10**6)
     assert p.memory.source == "hint" and p.memory.per_pair == 1000.0
     t = p.tile[0]
-    assert 2 * p.memory.bytes(t, t) <= 2 * 10**6 < 2 * p.memory.bytes(t + 1, t + 1)
+    assert 2 * p.memory.bytes(t, t) <= 2 * 10**6  # two tiles in flight
+    assert p.grid[0] == -(-500 // p.memory.max_square(10**6))  # as few tiles as the hint allows
 
 
 def test_plan_covers_matrix_exactly():
