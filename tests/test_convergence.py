@@ -103,6 +103,22 @@ def test_resume_after_interrupt(tmp_path):
         run_study(_dense, [8, 16], 5, x, out=out, n_boot=50, progress=False)
 
 
+def test_sampler_compiles_once_per_model_and_shape():
+    # A resumed or repeated study reuses the compiled sampler: inputs are an argument, not a
+    # constant baked into the program, and the program is cached per (model, channels, dtype).
+    from infntk.studies.convergence import _sampler
+    model = _dense(4)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    a1, b1, _ = sample_kernels(model, _x((3, 4)), keys, dtype="float32")
+    a2, b2, _ = sample_kernels(model, _x((3, 4), 1), keys, dtype="float32")
+    fn = _sampler(model, 1, np.float32)
+    assert fn is _sampler(_dense(4), 1, np.float32) and fn._cache_size() == 1
+    assert not np.allclose(a1, a2)  # new inputs, same program
+    out = fn(keys, np.asarray(_x((3, 4), 1), np.float32))
+    np.testing.assert_array_equal(np.asarray(out[0], np.float64), a2)
+    np.testing.assert_array_equal(np.asarray(out[1], np.float64), b2)
+
+
 def test_jacobian_contraction_matches_empirical_ntk_fn():
     from infntk.empirical import empirical_ntk_fn
     model, x = _conv(8), _x((3, 4, 4, 1))

@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -176,10 +177,9 @@ def _per_seed_bytes(model, shape, ntk_channels, itemsize) -> int:
 
 # --------------------------------------------------------------------------- sampling
 
-def _seed_fn(model, x, ntk_channels: int, dtype):
-    n = x.shape[0]
-
-    def one(key):
+def _seed_fn(model, ntk_channels: int, dtype):
+    def one(key, x):
+        n = x.shape[0]
         _, params = model.init(key, x.shape)
         params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
 
@@ -202,6 +202,20 @@ def _seed_fn(model, x, ntk_channels: int, dtype):
     return one
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_sampler(model, ntk_channels: int, dtype_name: str):
+    return jax.jit(jax.vmap(_seed_fn(model, ntk_channels, jnp.dtype(dtype_name)), in_axes=(0, None)))
+
+
+def _sampler(model, ntk_channels: int, dtype):
+    """``(keys, x) -> (nngp, ntk)`` per seed, compiled once per model, dtype and shapes (so a
+    resumed study, or a second study of the same widths, does not compile again)."""
+    try:
+        return _cached_sampler(model, int(ntk_channels), jnp.dtype(dtype).name)
+    except TypeError:  # an unhashable model: compiled for this call only
+        return jax.jit(jax.vmap(_seed_fn(model, ntk_channels, dtype), in_axes=(0, None)))
+
+
 def sample_kernels(model, x, keys, ntk_channels: int = 1, dtype=None,
                    memory_budget: Optional[int] = None, on_chunk: Optional[Callable] = None):
     """Per-seed empirical NNGP and NTK, numpy arrays ``(S, N, N)``, plus timing info.
@@ -216,7 +230,7 @@ def sample_kernels(model, x, keys, ntk_channels: int = 1, dtype=None,
     per_seed, n_par = _per_seed_bytes(model, x.shape, ntk_channels, dtype.itemsize)
     s = len(keys)
     chunk = int(max(1, min(s, budget // max(per_seed, 1))))
-    fn = jax.jit(jax.vmap(_seed_fn(model, x, ntk_channels, dtype)))
+    fn = _sampler(model, ntk_channels, dtype)
     nngp, ntk, t_first = [], [], None
     t0 = time.perf_counter()
     with jax.default_matmul_precision("highest"):
@@ -225,7 +239,7 @@ def sample_kernels(model, x, keys, ntk_channels: int = 1, dtype=None,
             m = k.shape[0]
             if m < chunk:
                 k = jnp.concatenate([k, jnp.repeat(k[-1:], chunk - m, 0)], 0)
-            a, b = fn(k)
+            a, b = fn(k, x)
             a, b = np.asarray(a, np.float64)[:m], np.asarray(b, np.float64)[:m]
             if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
                 raise InfntkError("convergence: non-finite empirical kernel (overflow? try "
