@@ -70,6 +70,15 @@ def rss_mib() -> float:
     return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def rss_now_mib() -> float:
+    """Current resident memory of this process (MiB): VmRSS."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def entries(plan):
     computed = sum((t.r1 - t.r0) * (t.c1 - t.c0) for t in plan.tiles())
     return computed, plan.shape[0] * plan.shape[1]
@@ -103,12 +112,17 @@ def main():
 
     # -- local -----------------------------------------------------------------------------
     shutil.rmtree(work / "local", ignore_errors=True)
+    base_local = rss_now_mib()
     t0 = time.perf_counter()
     local = kernel_matrix(model, x, get=GET, tile=plan.tile, store=work / "local", progress=True)
     t_local = time.perf_counter() - t0
     rss_local = rss_mib()
+    from infntk.tiling.local import jitted
+
+    programs = jitted(model, GET)._cache_size()
     rows.append(("local (%d device%s)" % (len(jax.local_devices()), "s" * (len(jax.local_devices()) > 1)),
-                 t_local, computed / t_local, total / t_local, f"{rss_local:,.0f} (this process)", "reference"))
+                 t_local, computed / t_local, total / t_local,
+                 f"{base_local:,.0f} -> {rss_local:,.0f} (this process)", "reference"))
 
     # check one off-diagonal block against a direct call (float64 rounding only)
     s = slice(0, 16), slice(args.n - 16, args.n)
@@ -126,6 +140,7 @@ def main():
         client = distributed.Client(cluster, set_as_default=False)
         try:
             client.run(lambda: __import__("jax").numpy.zeros(1).block_until_ready())  # import jax
+            wbase = client.run(rss_now_mib)
             shutil.rmtree(work / "dask", ignore_errors=True)
             t0 = time.perf_counter()
             remote = kernel_matrix(model, x, get=GET, tile=plan.tile, store=work / "dask",
@@ -134,7 +149,7 @@ def main():
             wrss = client.run(rss_mib)
             same = blockwise_equal(remote.ntk, local.ntk) and blockwise_equal(remote.nngp, local.nngp)
             rows.append(("Dask LocalCluster, 2 workers x 1 thread", t_dask, computed / t_dask, total / t_dask,
-                         " / ".join(f"{v:,.0f}" for v in wrss.values()) + " (per worker)",
+                         " / ".join(f"{wbase[k]:,.0f} -> {v:,.0f}" for k, v in wrss.items()) + " (per worker)",
                          "bitwise equal" if same else "DIFFERS"))
         finally:
             client.close()
@@ -165,9 +180,12 @@ def main():
         f"Plan (memory budget {args.budget} per device, {t_plan:.1f} s): tile {plan.tile[0]} x {plan.tile[1]}, "
         f"{len(plan.tiles())} tiles (upper triangle of a {plan.grid[0]} x {plan.grid[1]} grid); memory model "
         f"from `{mem.source}`: {mem.per_pair:,.0f} B/pair + {mem.per_row:,.0f} B/row + {mem.fixed:,.0f} B "
-        f"-> {mem.bytes(*plan.tile) / 2**20:,.0f} MiB per tile.",
+        f"-> {mem.bytes(*plan.tile) / 2**20:,.0f} MiB per tile; two tiles in flight per device: "
+        f"{2 * mem.bytes(*plan.tile) / 2**20:,.0f} MiB, the part of memory the budget bounds. "
+        f"Tile programs compiled: {programs} (ragged tiles run padded, so at most one diagonal and "
+        "one off-diagonal program).",
         "",
-        "| run | wall time (s) | computed entries/s | delivered entries/s | peak RSS (MiB) | result |",
+        "| run | wall time (s) | computed entries/s | delivered entries/s | RSS before -> peak (MiB) | result |",
         "|---|---:|---:|---:|---|---|",
     ]
     for name, t, c, d, r, res in rows:
@@ -176,6 +194,10 @@ def main():
         "",
         f"Computed entries: {computed:,} (upper-triangle tiles); delivered: {total:,} per kernel "
         "(the lower triangle is mirrored). Times include compilation and writing the zarr store.",
+        "RSS before: resident memory just before the run (JAX runtime, data, and for the local run "
+        "the planner's probe compilations); peak: VmHWM, which also counts each compilation's "
+        "transient memory and the retained compiled programs, on top of the tiles' working memory "
+        "that the budget bounds.",
         f"Check: an off-diagonal 16 x 16 NTK block equals a direct `model.kernel` call to a max "
         f"relative deviation of {dev:.1e} (float64 rounding).",
         "",

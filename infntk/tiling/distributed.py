@@ -53,7 +53,7 @@ def n_workers(scheduler) -> int:
         return max(1, len(client.scheduler_info().get("workers", {})))
 
 
-def run_dask(scheduler, model, get, dtype, x1, x2, tiles, sink, run_id):
+def run_dask(scheduler, model, get, dtype, x1, x2, tiles, sink, run_id, pad=(None, None)):
     """Compute ``tiles`` as Dask tasks; ``sink(tile, {name: array})`` in order of completion."""
     from distributed import as_completed
 
@@ -82,7 +82,7 @@ def run_dask(scheduler, model, get, dtype, x1, x2, tiles, sink, run_id):
             else:
                 xb = block(cols, x2, t.c0, t.c1, "x2")
             fut = client.submit(
-                compute_tile, model, get, dtype, x64, xa, xb, t.diagonal,
+                compute_tile, model, get, dtype, x64, xa, xb, t.diagonal, tuple(pad),
                 key=f"infntk-tile-{t.name}-{run_id}", pure=False,
             )
             futures[fut.key] = (fut, t)

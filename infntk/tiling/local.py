@@ -6,6 +6,13 @@ Every tile, wherever it runs, goes through :func:`compute_tile` -> the same ``ja
 ``model.kernel(x[rows], None)`` and are symmetrised exactly, :math:`(K + K^\\top)/2`, so that the
 assembled matrix is exactly symmetric.
 
+A ragged tile (the last row or column of the grid) whose side is at least ``PAD_FRACTION`` of the
+plan's full side is computed padded to the full side -- its last input repeated -- and cropped, so
+that a whole evenly cut grid (:func:`infntk.tiling.plan.even_side`) runs two compiled programs
+(diagonal and off-diagonal tiles) instead of one more per ragged shape. Every kernel entry is a
+function of its own two inputs only, so the crop is exactly the ragged tile's kernel; a smaller
+ragged tile keeps its own shape (padding it would waste more work than a compilation costs).
+
 Local execution spreads tiles round-robin over ``jax.local_devices()`` (``jax.device_put`` of the
 row blocks onto the device; no ``pmap``) and keeps ``in_flight`` tiles dispatched per device, so
 that JAX's asynchronous dispatch overlaps computing the next tiles with copying back and storing
@@ -56,9 +63,30 @@ def jitted(model, get):
         return jax.jit(_kernel_call(model, get))
 
 
-def dispatch(model, get, xa, xb, device=None):
-    """Start computing one tile (asynchronously); returns the model's output."""
+PAD_FRACTION = 7 / 8
+"""Ragged tiles with at least this fraction of the full side are padded to it (see above)."""
+
+
+def padded_side(n: int, full) -> int:
+    """The side a block of ``n`` rows is computed at, for a plan whose full side is ``full``."""
+    return int(full) if full is not None and PAD_FRACTION * full <= n < full else n
+
+
+def _pad(x, rows: int):
+    if x.shape[0] >= rows:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], rows - x.shape[0], 0)], 0)
+
+
+def dispatch(model, get, xa, xb, device=None, pad=(None, None)):
+    """Start computing one tile (asynchronously); returns the model's output.
+
+    ``pad``: the plan's full tile sides ``(t1, t2)``; ragged blocks close to them are padded
+    (:func:`padded_side`), and :func:`collect` crops the result back."""
     fn = jitted(model, get)
+    xa = _pad(xa, padded_side(xa.shape[0], pad[0]))
+    if xb is not None:
+        xb = _pad(xb, padded_side(xb.shape[0], pad[1]))
     if device is not None:
         xa = jax.device_put(xa, device)
         xb = None if xb is None else jax.device_put(xb, device)
@@ -76,29 +104,29 @@ def collect(out, get, dtype, diagonal: bool, shape) -> dict:
         if a is None:
             raise InfntkError(f"kernel_matrix: the model's kernel returned no {name!r}")
         a = np.asarray(a)
-        if a.shape != tuple(shape):
+        if a.ndim != 2 or a.shape[0] < shape[0] or a.shape[1] < shape[1]:
             raise InfntkError(
                 f"kernel_matrix: the model's kernel gave {name!r} of shape {a.shape} for a tile of "
                 f"{tuple(shape)}; kernel_matrix needs (N1, N2) kernels (no per-position outputs)"
             )
-        a = a.astype(dtype, copy=False)
+        a = a[: shape[0], : shape[1]].astype(dtype, copy=False)  # crop a padded tile
         if diagonal:
             a = (a + a.T) / np.asarray(2, dtype)
         res[name] = np.ascontiguousarray(a)
     return res
 
 
-def compute_tile(model, get, dtype, x64, xa, xb, diagonal):
+def compute_tile(model, get, dtype, x64, xa, xb, diagonal, pad=(None, None)):
     """Compute one tile synchronously on this process's default device (Dask task body)."""
     ensure_x64(x64)
-    out = dispatch(model, get, xa, xb)
+    out = dispatch(model, get, xa, xb, pad=pad)
     shape = (xa.shape[0], (xa if xb is None else xb).shape[0])
     return collect(out, get, np.dtype(dtype), diagonal, shape)
 
 
-def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2):
+def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2, pad=(None, None)):
     """Compute ``tiles`` on local devices; ``sink(tile, {name: array})`` receives each, in order of
-    completion (which is dispatch order here)."""
+    completion (which is dispatch order here). ``pad``: the plan's full tile sides."""
     devices = list(devices) if devices is not None else jax.local_devices()
     dtype = np.dtype(dtype)
     queue = collections.deque()
@@ -106,7 +134,7 @@ def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2)
     for k, t in enumerate(tiles):
         xa = x1[t.r0:t.r1]
         xb = None if t.diagonal else (x1 if x2 is None else x2)[t.c0:t.c1]
-        queue.append((t, dispatch(model, get, xa, xb, devices[k % len(devices)])))
+        queue.append((t, dispatch(model, get, xa, xb, devices[k % len(devices)], pad)))
         if len(queue) >= window:
             _drain_one(queue, get, dtype, sink)
     while queue:

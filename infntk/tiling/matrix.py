@@ -127,14 +127,19 @@ def kernel_matrix(
 
     Args:
       model: anything with ``kernel(x1, x2=None, get=...)`` returning (N1, N2) kernels (an infntk
-        model). With ``store`` its ``repr`` must be deterministic (frozen dataclasses are).
+        model) whose every entry depends on its own two inputs only: tiles are computed
+        independently (ragged ones padded, see :mod:`infntk.tiling.local`). With ``store`` its
+        ``repr`` must be deterministic (frozen dataclasses are).
       x1, x2: inputs (N1, ...) and (N2, ...); ``x2=None`` means x1 and computes only the upper
         triangle of tiles, mirroring the rest.
       get: a kernel name (the result is one matrix) or a tuple of names (a namedtuple of matrices).
       tile: tile side (int) or (t1, t2); default: the largest that fits ``memory_budget``
         (see :mod:`infntk.tiling.plan`). Resuming a store without ``tile`` adopts the stored one.
-      memory_budget: bytes per device (int, or '512MB', '2GiB'); default: half the device memory
-        on accelerators, a quarter of the RAM (at most 4 GiB) on CPU.
+      memory_budget: bytes per device (int, or '512MB', '2GiB') for the working memory of the
+        tiles in flight (XLA's buffers); default: half the device memory on accelerators, a
+        quarter of the RAM (at most 4 GiB) on CPU. The process holds more than this: the JAX
+        runtime and each compiled tile program (at most two with an evenly cut grid) -- about
+        230 MiB and 150 MiB each for the digits CNN-GAP of ``benchmarks/scale_digits.py``.
       store: a directory: results go to a chunked zarr store there, tile by tile, atomically;
         rerunning the same call resumes, skipping verified finished tiles. A store made for another
         model/inputs/get/dtype/tile is refused with :class:`InfntkError` naming the difference.
@@ -211,9 +216,9 @@ def kernel_matrix(
         if scheduler is not None:
             from infntk.tiling.distributed import run_dask
 
-            run_dask(scheduler, model, get_arg, dt, x1, x2, todo, sink, run_id)
+            run_dask(scheduler, model, get_arg, dt, x1, x2, todo, sink, run_id, pad=plan.tile)
         else:
-            run_local(model, get_arg, dt, x1, x2, todo, sink, devices=devices)
+            run_local(model, get_arg, dt, x1, x2, todo, sink, devices=devices, pad=plan.tile)
 
     if store is not None:
         res = {n: (np.asarray(st.arrays[n][...]) if load else StoredGram(st.arrays[n])) for n in names}

@@ -43,6 +43,26 @@ def test_off_diagonal_tiles_are_bitwise_those_of_the_model():
     np.testing.assert_array_equal(k[16:24, :8], direct.T)
 
 
+@pytest.mark.parametrize("n, programs", [(62, 2), (50, 4)])
+def test_ragged_tiles_close_to_full_run_padded(n, programs):
+    # Tiles of 16 on 62 rows: 16, 16, 16, 14 -- the last (>= 7/8 of 16) is computed padded to 16
+    # and cropped, so the whole grid runs two compiled programs (diagonal, off-diagonal). On 50
+    # rows the last tile has 2 rows: padding it would cost more than its own compilations.
+    from infntk.tiling.local import jitted
+    m = ArcCosine(W_std=1.0 + n / 1000)  # a model of its own: a fresh compilation cache
+    x = inputs(n, seed=n)
+    k = kernel_matrix(m, x, tile=16, progress=False)
+    assert jitted(m, ("nngp", "ntk"))._cache_size() == programs
+    ref = m.kernel(x, None)
+    assert_close_to_direct(k.nngp, ref.nngp)
+    assert_close_to_direct(k.ntk, ref.ntk)
+    np.testing.assert_array_equal(k.ntk, k.ntk.T)
+    # the cropped corner of a padded off-diagonal tile is that of the unpadded call, to rounding
+    import jax
+    direct = np.asarray(jax.jit(lambda a, b: m.kernel(a, b, get="ntk"))(x[:16], x[48:]))
+    np.testing.assert_allclose(k.ntk[:16, 48:], direct, rtol=1e-13, atol=0)
+
+
 def test_budgeted_run_matches_and_progress_bar(capsys):
     x = inputs(40, (4, 4, 1))
     m = PixelPairs()
