@@ -193,7 +193,10 @@ def main():
     lines += [
         "",
         f"Computed entries: {computed:,} (upper-triangle tiles); delivered: {total:,} per kernel "
-        "(the lower triangle is mirrored). Times include compilation and writing the zarr store.",
+        "(the lower triangle is mirrored). Times include compilation and writing the zarr store. "
+        "A diagonal tile is one `model.kernel(x[I], None)` call, which itself computes only the "
+        "pairs on and above its diagonal, so it costs about half its entries: the work is about "
+        "N^2/2 pairs whatever the grid.",
         "RSS before: resident memory just before the run (JAX runtime, data, and for the local run "
         "the planner's probe compilations); peak: VmHWM, which also counts each compilation's "
         "transient memory and the retained compiled programs, on top of the tiles' working memory "
