@@ -177,19 +177,30 @@ def test_injected_values_are_the_ones_used():
 
 
 def test_mismatched_trajectory_is_refused():
+    # The checks run while the recursion is traced: jax.eval_shape traces without compiling or
+    # dispatching op by op, and lets the error through unchanged.
     model = conv_pool_model()
     x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 6, 6, 1)))
-    with self_covariance.recording() as t:
-        model.kernel_map_model(model.input_kernel(x))
+
+    def inject(edit):
+        def run(a):
+            with self_covariance.recording() as t:
+                model.kernel_map_model(model.input_kernel(a))
+            with self_covariance.injecting(edit(t), edit(t)):
+                return model.kernel_map_model(model.input_kernel(a, a)).ntk
+        return jax.eval_shape(run, x)
+
+    assert inject(list).shape == (2, 2)  # the unedited trajectory is accepted
     with pytest.raises(InfntkError, match="do not match"):
-        with self_covariance.injecting(t[:-1], t[:-1]):
-            model.kernel_map_model(model.input_kernel(x, x))
+        inject(lambda t: t[:-1])
     with pytest.raises(InfntkError, match="shapes"):
-        with self_covariance.injecting(t[1:] + t[:1], t[1:] + t[:1]):
-            model.kernel_map_model(model.input_kernel(x, x))
-    with pytest.raises(InfntkError, match="x2 = None"):
+        inject(lambda t: t[1:] + t[:1])
+
+    def record_with_x2(a):
         with self_covariance.recording():
-            model.kernel_map_model(model.input_kernel(x, x))
+            return model.kernel_map_model(model.input_kernel(a, a)).ntk
+    with pytest.raises(InfntkError, match="x2 = None"):
+        jax.eval_shape(record_with_x2, x)
 
 
 def test_docstring_example_runs():
