@@ -14,6 +14,21 @@ def inputs(shape, seed=0):
     return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
 
 
+# The tests share two batches per layer, ``batch(shape)`` (5 inputs, seed 4) and ``other(shape)``
+# (3 inputs, seed 5), and the full states ``model.kernel(x, None | y, get=None)`` of them: each
+# is compiled once per layer and reused (the compiled kernel is cached per model, ``get`` and
+# shapes), which keeps this file's run time in check without weakening any test.
+BATCH, SEED = 5, 4
+
+
+def batch(shape):
+    return inputs((BATCH,) + tuple(shape[1:]), SEED)
+
+
+def other(shape):
+    return inputs((3,) + tuple(shape[1:]), 5)
+
+
 # Comparisons at correlation exactly 1 (x2 = x1 vs x2 = None; nngp(x, x) vs the reported
 # variance): the two sides compute rho = q12 / sqrt(q11 q22) from different roundings, |drho| ~ a few
 # ulp, and arc-cosine duals have a square-root branch point at rho = 1, so they move by
@@ -39,9 +54,9 @@ def test_init_shape_matches_apply(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_kernel_symmetric_under_swap(name):
     model, shape = REGISTRY[name]
-    x1, x2 = inputs(shape, 2), inputs((shape[0] + 1,) + shape[1:], 3)
-    k12 = model.kernel(x1, x2, get=("nngp", "ntk"))
-    k21 = model.kernel(x2, x1, get=("nngp", "ntk"))
+    x1, x2 = batch(shape), other(shape)
+    k12 = model.kernel(x1, x2, get=None)
+    k21 = model.kernel(x2, x1, get=None)
     d = k12.nngp.ndim - 2
     # swapping inputs transposes the batch pair and every interleaved position pair
     perm = [1, 0] + [a for i in range(d // 2) for a in (3 + 2 * i, 2 + 2 * i)] if d and d % 2 == 0 and \
@@ -60,17 +75,6 @@ def test_kernel_symmetric_under_swap(name):
             else:
                 perm = [1, 0] + list(range(2, a.ndim))
             np.testing.assert_allclose(a, jnp.transpose(b, perm), rtol=rtol, atol=atol)
-
-
-# Several tests below use the same batch, ``batch(shape)`` (5 inputs, seed 4), and the full state
-# ``model.kernel(x, None, get=None)`` of it: compiled once per layer and shared (the compiled
-# kernel is cached per model, ``get`` and shapes), which keeps this file's run time in check
-# without weakening any test.
-BATCH, SEED = 5, 4
-
-
-def batch(shape):
-    return inputs((BATCH,) + tuple(shape[1:]), SEED)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -146,7 +150,7 @@ def test_blocked_gram_equals_unblocked(name, with_x2, monkeypatch):
     from infntk.layers import blocking
     model, shape = REGISTRY[name]
     x1 = batch(shape)
-    x2 = inputs((3,) + shape[1:], 5) if with_x2 else None
+    x2 = other(shape) if with_x2 else None
     ref = model.kernel(x1, x2, get=None)
     entries = int(np.prod(ref.nngp.shape[2:], dtype=int))
     for target in (4 * entries,):                  # blocks of 2 inputs per side
