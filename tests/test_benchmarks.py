@@ -81,3 +81,17 @@ def test_nt_memory_guard():
     assert nt_skip_reason(CASES["emp-mlp-last-i1"], "float32", quick=False)
     assert nt_skip_reason(CASES["emp-mlp-last-i1"], "float32", quick=True) is None
     assert nt_skip_reason(CASES["emp-mlp-last-i3"], "float64", quick=False) is None
+
+
+def test_gpu_figure_script_smoke(tmp_path):
+    # The GPU figure's script, run small on CPU: it times a compiled call and writes its table,
+    # marking a non-GPU run as not applicable to the H100 target.
+    from benchmarks import gpu_cnn_gap
+    out = tmp_path / "gpu.md"
+    r = gpu_cnn_gap.main(["--n", "2", "--size", "6", "--depth", "2", "--reps", "2", "--out", str(out)])
+    assert r["ms_per_entry"] > 0 and len(r["times"]) == 2
+    text = out.read_text()
+    assert "| 2 x 2 |" in text and "3 weight layers, 6x6x3" in text
+    import jax
+    if jax.devices()[0].platform == "cpu":
+        assert "not applicable (not a GPU run)" in text
