@@ -55,16 +55,24 @@ def digits(n):
     return x[:n]
 
 
-def rss_mib() -> float:
-    """Peak resident memory of this process (MiB): VmHWM, which -- unlike getrusage's ru_maxrss,
-    kept across exec on Linux -- does not inherit the parent's peak in spawned Dask workers."""
+def _status_mib(field: str):
+    """A ``/proc/self/status`` memory field of this process in MiB, or None without /proc."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    return None
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process (MiB): VmHWM, which -- unlike getrusage's ru_maxrss,
+    kept across exec on Linux -- does not inherit the parent's peak in spawned Dask workers."""
+    peak = _status_mib("VmHWM")
+    if peak is not None:
+        return peak
     import resource as r
 
     return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
@@ -72,11 +80,8 @@ def rss_mib() -> float:
 
 def rss_now_mib() -> float:
     """Current resident memory of this process (MiB): VmRSS."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    now = _status_mib("VmRSS")
+    return float("nan") if now is None else now
 
 
 def entries(plan):

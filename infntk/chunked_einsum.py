@@ -56,8 +56,8 @@ def slice_width(extent: int, want: int) -> Optional[int]:
 def slice_plan(spec: str, a_shape, b_shape, itemsize: int, slice_bytes: Optional[int] = None):
     """``(letter, width)`` to slice the pairwise contraction ``spec`` on, or ``None`` to run it
     whole: a summed letter (in both operands, not in the output), cut into equal slices (a divisor
-    of its extent) so that neither operand's slice exceeds ``slice_bytes``. Steps with operands under ``slice_bytes``, or an output over a quarter of the
-    larger operand, run whole."""
+    of its extent) so that neither operand's slice exceeds ``slice_bytes``. Steps with operands
+    under ``slice_bytes``, or an output over a quarter of the larger operand, run whole."""
     slice_bytes = SLICE_BYTES if slice_bytes is None else slice_bytes
     ins, out = spec.split("->")
     sa, sb = ins.split(",")

@@ -79,7 +79,8 @@ def _pad(x, rows: int):
 
 
 def dispatch(model, get, xa, xb, device=None, pad=(None, None)):
-    """Start computing one tile (asynchronously); returns the model's output.
+    """Start computing one tile (asynchronously); returns the model's output and the shape it
+    was computed at.
 
     ``pad``: the plan's full tile sides ``(t1, t2)``; ragged blocks close to them are padded
     (:func:`padded_side`), and :func:`collect` crops the result back."""
@@ -87,14 +88,17 @@ def dispatch(model, get, xa, xb, device=None, pad=(None, None)):
     xa = _pad(xa, padded_side(xa.shape[0], pad[0]))
     if xb is not None:
         xb = _pad(xb, padded_side(xb.shape[0], pad[1]))
+    computed = (xa.shape[0], (xa if xb is None else xb).shape[0])
     if device is not None:
         xa = jax.device_put(xa, device)
         xb = None if xb is None else jax.device_put(xb, device)
-    return fn(xa, xb)
+    return fn(xa, xb), computed
 
 
-def collect(out, get, dtype, diagonal: bool, shape) -> dict:
-    """Bring one tile's output to host numpy, {name: (t1, t2) array of ``dtype``}."""
+def collect(out, get, dtype, diagonal: bool, shape, computed=None) -> dict:
+    """Bring one tile's output to host numpy, {name: (t1, t2) array of ``dtype``}; ``computed``:
+    the (padded) shape the model was called at, cropped to ``shape``."""
+    computed = tuple(shape) if computed is None else tuple(computed)
     names = _names(get)
     res = {}
     for name in names:
@@ -104,10 +108,11 @@ def collect(out, get, dtype, diagonal: bool, shape) -> dict:
         if a is None:
             raise InfntkError(f"kernel_matrix: the model's kernel returned no {name!r}")
         a = np.asarray(a)
-        if a.ndim != 2 or a.shape[0] < shape[0] or a.shape[1] < shape[1]:
+        if a.shape != computed:
             raise InfntkError(
-                f"kernel_matrix: the model's kernel gave {name!r} of shape {a.shape} for a tile of "
-                f"{tuple(shape)}; kernel_matrix needs (N1, N2) kernels (no per-position outputs)"
+                f"kernel_matrix: the model's kernel gave {name!r} of shape {a.shape} for "
+                f"{computed[0]} x {computed[1]} inputs; kernel_matrix needs (N1, N2) kernels "
+                "(no per-position outputs)"
             )
         a = a[: shape[0], : shape[1]].astype(dtype, copy=False)  # crop a padded tile
         if diagonal:
@@ -119,9 +124,9 @@ def collect(out, get, dtype, diagonal: bool, shape) -> dict:
 def compute_tile(model, get, dtype, x64, xa, xb, diagonal, pad=(None, None)):
     """Compute one tile synchronously on this process's default device (Dask task body)."""
     ensure_x64(x64)
-    out = dispatch(model, get, xa, xb, pad=pad)
+    out, computed = dispatch(model, get, xa, xb, pad=pad)
     shape = (xa.shape[0], (xa if xb is None else xb).shape[0])
-    return collect(out, get, np.dtype(dtype), diagonal, shape)
+    return collect(out, get, np.dtype(dtype), diagonal, shape, computed)
 
 
 def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2, pad=(None, None)):
@@ -134,7 +139,7 @@ def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2,
     for k, t in enumerate(tiles):
         xa = x1[t.r0:t.r1]
         xb = None if t.diagonal else (x1 if x2 is None else x2)[t.c0:t.c1]
-        queue.append((t, dispatch(model, get, xa, xb, devices[k % len(devices)], pad)))
+        queue.append((t, *dispatch(model, get, xa, xb, devices[k % len(devices)], pad)))
         if len(queue) >= window:
             _drain_one(queue, get, dtype, sink)
     while queue:
@@ -142,5 +147,5 @@ def run_local(model, get, dtype, x1, x2, tiles, sink, devices=None, in_flight=2,
 
 
 def _drain_one(queue, get, dtype, sink):
-    t, out = queue.popleft()
-    sink(t, collect(out, get, dtype, t.diagonal, (t.r1 - t.r0, t.c1 - t.c0)))
+    t, out, computed = queue.popleft()
+    sink(t, collect(out, get, dtype, t.diagonal, (t.r1 - t.r0, t.c1 - t.c0), computed))

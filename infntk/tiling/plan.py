@@ -24,9 +24,10 @@ covariance of a convolutional kernel), :math:`\beta` per input row (the inputs a
 With ``in_flight`` tiles live per device (dispatch of the next tile overlaps the transfer of the
 previous one) the tile side :math:`t` is the largest with
 :math:`\text{in\_flight} \cdot M(t, t) \le \text{budget}`, shrunk, with several workers, until
-there are at least ``TILES_PER_WORKER`` (4) tiles per worker. The grid is then cut evenly (:func:`even_side`): the
-fewest tiles of side at most :math:`t`, all of nearly the same size, so no thin ragged strip of
-tiles costs a full tile's overheads while the others are larger than they need be.
+there are at least ``TILES_PER_WORKER`` (4) tiles per worker. The grid is then cut evenly
+(:func:`even_side`): the fewest tiles of side at most :math:`t`, all of nearly the same size, so
+no thin ragged strip of tiles costs a full tile's overheads while the others are larger than they
+need be.
 
 Example:
     >>> from infntk.tiling.testing import ArcCosine
