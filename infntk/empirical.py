@@ -1108,9 +1108,9 @@ def empirical_ntk_fn(
 
 def _blocked_ntk(block, lab: "_Labels", pos1: int, pos2: int, x1, x2, size: int):
     """The NTK of batched array inputs in ``size x size`` blocks of examples, in one compiled loop
-    (:func:`infntk.layers.blocking.blocked_kernel`: in-place writes, and with ``x2 = None`` only the
+    (:func:`infntk.blocking.blocked_kernel`: in-place writes, and with ``x2 = None`` only the
     blocks on and above the diagonal, the rest transposed), so memory stays at one block's."""
-    from .layers.blocking import blocked_kernel
+    from .blocking import blocked_kernel
 
     front = [lab.out[pos1], lab.out[pos2]] + [c for i, c in enumerate(lab.out) if i not in (pos1, pos2)]
     partner = {}

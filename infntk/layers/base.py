@@ -38,7 +38,8 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel
-from . import blocking, self_covariance
+from .. import blocking
+from . import self_covariance
 
 Shape = tuple
 Get = Union[None, str, Sequence[str]]

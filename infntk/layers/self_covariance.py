@@ -2,7 +2,7 @@ r"""Per-input covariances computed once and shared by every block of a blocked G
 
 Besides the pair covariance :math:`K(x_i, x'_j)`, every layer carries each input's covariance with
 itself, :math:`K(x_i, x_i)` (``Kernel.cov1``/``cov2``): nonlinearities need its diagonal, the
-per-position variances. A block of ``B x B`` input pairs (:mod:`infntk.layers.blocking`) therefore
+per-position variances. A block of ``B x B`` input pairs (:mod:`infntk.blocking`) therefore
 also computes ``2 B`` self-covariances, and on the full spatial layout one self-covariance is as
 much work as one pair: Myrtle-like blocks of 2 x 2 pairs on 16 x 16 inputs spend half their time
 recomputing covariances that the diagonal blocks have already computed.

@@ -1,10 +1,10 @@
-"""Direct tests of infntk/layers/blocking.py: every block layout reproduces the unblocked map."""
+"""Direct tests of infntk/blocking.py: every block layout reproduces the unblocked map."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infntk.layers import blocking
+from infntk import blocking
 
 jax.config.update("jax_enable_x64", True)
 

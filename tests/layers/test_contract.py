@@ -147,7 +147,7 @@ def test_blocked_gram_equals_unblocked(name, with_x2, monkeypatch):
     rounding, amplified at most by the recursion's conditioning (1e-10 relative to the largest
     entry; quadrature duals carry their own ~1e-12 asymmetry, see QUADRATURE_RTOL).
     """
-    from infntk.layers import blocking
+    from infntk import blocking
     model, shape = REGISTRY[name]
     x1 = batch(shape)
     x2 = other(shape) if with_x2 else None

@@ -30,7 +30,7 @@ maps in strided order for the transposed write), and the diagonal blocks are wri
 
 Example:
     >>> import jax.numpy as jnp, numpy as np, infntk as nk
-    >>> from infntk.layers import blocking
+    >>> from infntk import blocking
     >>> model = nk.Dense(8) >> nk.Relu() >> nk.Dense(1)
     >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)))
     >>> run = lambda a, b: (model.kernel_map_model(model._input_kernel(a, b, "ntk")).ntk,)
