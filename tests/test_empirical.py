@@ -9,8 +9,9 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from infntk.empirical import (
-    NtkImplementation, _Structured, empirical_kernel_fn, empirical_nngp_fn,
-    empirical_ntk_fn, empirical_ntk_vp_fn, ntk_cost_model)
+    NtkImplementation, empirical_kernel_fn, empirical_nngp_fn, empirical_ntk_fn,
+    empirical_ntk_vp_fn, ntk_cost_model)
+from infntk.empirical.structured import Structured
 from infntk.errors import InfntkError
 
 IMPLS = ["jacobian_contraction", "ntk_vector_products", "structured", "auto"]
@@ -139,7 +140,7 @@ def test_structured_uses_layer_structure():
     from jax.tree_util import tree_flatten, tree_unflatten
     p = cnn_init(jax.random.PRNGKey(0))
     leaves, td = tree_flatten(p)
-    st = _Structured(lambda ls, x: cnn(tree_unflatten(td, ls), x), leaves,
+    st = Structured(lambda ls, x: cnn(tree_unflatten(td, ls), x), leaves,
                      jnp.zeros((1, 8, 8, 1)))
     kinds = dict(zip(sorted(p), [t.kind for t in st.taps]))
     assert kinds == {"b": "leaf", "c1": "conv", "c2": "conv", "d": "dot"}
@@ -240,7 +241,7 @@ def test_blocks_fit_the_memory_budget(mlp_setup):
     """Per-example Jacobians grow with each side, the output with both: the chosen blocks fit the
     budget and are the largest that do (a rule that shrinks both sides by sqrt(budget / bytes),
     right only for pairwise memory, let jacobian_contraction blocks exceed it ~sqrt(N)-fold)."""
-    from infntk.empirical import _batch_sizes, ntk_cost_model
+    from infntk.empirical.cost import batch_sizes
     p, x1, _ = mlp_setup
     x = jnp.concatenate([x1] * 8)
     n = x.shape[0]
@@ -249,12 +250,12 @@ def test_blocks_fit_the_memory_budget(mlp_setup):
         a1, a2, c = cost["bytes_terms"]
         need = lambda b: a1 * b + a2 * b + c * b * b  # noqa: E731
         for budget in (need(1) * 1.01, need(3) * 1.01, need(n // 2) * 1.01):
-            b1, b2 = _batch_sizes(cost, n, n, budget)
+            b1, b2 = batch_sizes(cost, n, n, budget)
             assert b1 == b2 and need(b1) <= budget < need(b1 + 1), (name, budget, b1)
-        assert _batch_sizes(cost, n, n, need(n)) == (n, n)
-        assert _batch_sizes(cost, n, n, None) == (n, n)
+        assert batch_sizes(cost, n, n, need(n)) == (n, n)
+        assert batch_sizes(cost, n, n, None) == (n, n)
         # below one example's need: still one example per block (the smallest unit of work)
-        assert _batch_sizes(cost, n, n, 1.0) == (1, 1)
+        assert batch_sizes(cost, n, n, 1.0) == (1, 1)
 
 
 @pytest.mark.parametrize("trace,diag", [((), ()), ((), (-1,)), ((-1,), ())])
@@ -275,7 +276,7 @@ def test_structured_x2_none_forms_each_jacobian_once(mlp_setup, axes, monkeypatc
     """With x2=None the structured contraction forms each side's weight Jacobian once and contracts
     it with itself (relabelled); every output layout must still match brute force, and the
     shortcut must actually be taken for the CNN's conv and dense leaves."""
-    import infntk.empirical as emp
+    import infntk.empirical.structured as emp
 
     calls = []
     real = emp._symmetric_term
@@ -305,7 +306,8 @@ def test_sliced_and_chunked_routes_match_brute_force(axes, with_x2, monkeypatch)
     contraction; per-example Jacobians and tangent columns in chunks under lax.map, with a ragged
     last chunk; one structured term at a time) computes the same kernel: thresholds so small that
     every path is sliced or chunked, against the brute-force NTK."""
-    from infntk import chunked_einsum, empirical
+    from infntk import chunked_einsum
+    from infntk.empirical import implementations
     monkeypatch.setattr(chunked_einsum, "SLICE_BYTES", 256)
     trace, diag = axes
     k = jax.random.split(jax.random.PRNGKey(7), 3)
@@ -315,7 +317,7 @@ def test_sliced_and_chunked_routes_match_brute_force(axes, with_x2, monkeypatch)
     ref = brute_ntk(cnn, p, x1, x1 if x2 is None else x2, trace, diag)
     n_params = sum(v.size for v in jax.tree_util.tree_leaves(p))
     # per-example Jacobian = outputs (2) x parameters: chunks of 2 examples (5 = 2 + 2 + 1)
-    monkeypatch.setattr(empirical, "MAP_CHUNK_BYTES", 2 * 2 * n_params * 8)
+    monkeypatch.setattr(implementations, "MAP_CHUNK_BYTES", 2 * 2 * n_params * 8)
     for impl in EXACT:
         got = empirical_ntk_fn(cnn, trace, diag, 0, impl, memory_budget=None)(x1, x2, p)
         np.testing.assert_allclose(got, ref, atol=TOL * np.abs(ref).max(), rtol=0, err_msg=impl)
@@ -324,7 +326,7 @@ def test_sliced_and_chunked_routes_match_brute_force(axes, with_x2, monkeypatch)
 def test_chunked_vmap_matches_vmap():
     """Chunks under lax.map with a ragged tail, a non-leading batch axis and an unbatched
     argument: the same values and layout as one vmap."""
-    from infntk.empirical import _chunked_vmap
+    from infntk.empirical.implementations import chunked_vmap
     x = jnp.arange(7 * 3, dtype=jnp.float64).reshape(3, 7)      # batch axis 1
     tree = {"a": jnp.arange(7.0) * 2.0}                            # batch axis 0
     w = jnp.arange(3.0)
@@ -333,7 +335,7 @@ def test_chunked_vmap_matches_vmap():
         return {"s": xi * ti["a"] + wi, "t": jnp.sum(xi)}
     ref = jax.vmap(fn, in_axes=(1, {"a": 0}, None))(x, tree, w)
     for item_bytes in (1e9, 16 * 2 ** 20 / 3, 16 * 2 ** 20):   # one chunk of all, 3 (+1), 1 each
-        got = _chunked_vmap(fn, (x, tree, w), (1, {"a": 0}, None), 7, item_bytes)
+        got = chunked_vmap(fn, (x, tree, w), (1, {"a": 0}, None), 7, item_bytes)
         jax.tree_util.tree_map(np.testing.assert_array_equal, got, ref)
 
 
@@ -343,7 +345,7 @@ def test_structured_working_set_is_the_factors():
     float32) are formed a slice of output channels at a time and contracted at once, one leaf's
     term after the other. Formed whole, XLA stores each layer's Jacobian, a transposed copy of it
     for the Gram product, and schedules both layers' Jacobians before either contraction
-    (79 MB of temporaries)."""
+    (temporaries several times the Jacobians' size)."""
     from infntk import chunked_einsum
     p, x = _conv_net_problem()
     fn = empirical_ntk_fn(_conv_net, (-1,), (), 0, "structured", memory_budget=None)
@@ -361,7 +363,7 @@ def test_per_example_derivatives_in_chunks(impl, n):
     over all examples x 10 outputs at once, XLA's batched weight-gradient convolutions build
     transposed activations of several times the Jacobians' size. Chunked, the working set is the
     per-example derivatives plus about two chunks' intermediates."""
-    from infntk import empirical
+    from infntk.empirical import implementations
     p, x = _conv_net_problem(n)
     fn = empirical_ntk_fn(_conv_net, (-1,), (), 0, impl, memory_budget=None)
     mem = jax.jit(lambda x, p: fn(x, None, p)).lower(x, p).compile().memory_analysis()
@@ -369,7 +371,7 @@ def test_per_example_derivatives_in_chunks(impl, n):
         pytest.skip("no memory analysis on this backend")
     n_params = sum(a.size for a in jax.tree_util.tree_leaves(p))
     jacobians = n * 10 * n_params * 4
-    bound = jacobians + 2 * empirical.MAP_CHUNK_BYTES
+    bound = jacobians + 2 * implementations.MAP_CHUNK_BYTES
     assert mem.temp_size_in_bytes <= bound, (mem.temp_size_in_bytes, jacobians)
 
 
@@ -392,10 +394,11 @@ def _conv_net_problem(n=16):
 def test_jacobian_slices_match_whole(trace, monkeypatch):
     """Per-example weight Jacobians formed a slice of output channels at a time (x2=None, where
     each side's Jacobian is contracted with itself) give the kernel of the exact Jacobian route."""
-    from infntk import chunked_einsum, empirical
+    from infntk import chunked_einsum
+    from infntk.empirical import structured
     calls = []
-    real = empirical._jacobian_slices
-    monkeypatch.setattr(empirical, "_jacobian_slices",
+    real = structured._jacobian_slices
+    monkeypatch.setattr(structured, "_jacobian_slices",
                         lambda b, e: calls.append(real(b, e)) or calls[-1])
     monkeypatch.setattr(chunked_einsum, "SLICE_BYTES", 4096)
     k = jax.random.split(jax.random.PRNGKey(3), 5)
@@ -408,3 +411,12 @@ def test_jacobian_slices_match_whole(trace, monkeypatch):
     got = empirical_ntk_fn(_conv_net, trace, (), 0, "structured", memory_budget=None)(x, None, p)
     assert any(c is not None for c in calls), calls
     np.testing.assert_allclose(got, ref, atol=TOL * np.abs(ref).max(), rtol=0)
+
+
+@pytest.mark.parametrize("name", ["infntk.empirical", "infntk.empirical.kernels",
+                                  "infntk.empirical.layout"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
