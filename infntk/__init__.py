@@ -12,11 +12,8 @@ network towards the limit.
 """
 from .errors import InfntkError
 from .kernel import Kernel
-from .layers import (ABRelu, Abs, Activation, AvgPool, Concat, Conv, Cos, Dense, Elementwise, Erf,
-                     Exp, FanInConcat, FanInSum, FanOut, Flatten, Gaussian, Gelu, GlobalAvgPool,
-                     Hermite, Identity, Layer, LayerNorm, LeakyRelu, Monomial, Parallel,
-                     Polynomial, RectifiedMonomial, Rbf, Relu, Serial, Sign, Sin, Sum, parallel,
-                     serial)
+from . import layers as _layers
+from .layers import *  # noqa: F401,F403 -- the layers, each exported once, in infntk/layers/__init__.py
 from . import stax
 
 # -- modules owned by other parts of the library (one line each) --------------------------------
@@ -26,3 +23,7 @@ from .linearize import linearize, taylor_expand
 from .tiling import kernel_matrix
 
 __version__ = "0.1.0"
+
+__all__ = ["InfntkError", "Kernel", "stax", "predict", "empirical_kernel_fn", "empirical_nngp_fn",
+           "empirical_ntk_fn", "linearize", "taylor_expand", "kernel_matrix"]
+__all__ += _layers.__all__

@@ -39,6 +39,8 @@ def _dual_of(layer: "Elementwise"):
 class Elementwise(Layer):
     """Base class of activations: subclasses provide ``make_dual()`` (a :class:`infntk.dual.Dual`)."""
 
+    recursion_kind = "activation"
+
     def make_dual(self):
         raise NotImplementedError
 
@@ -55,8 +57,8 @@ class Elementwise(Layer):
     def apply(self, params, x, **kwargs):
         return self.dual.phi_fn(x)
 
-    def kernel_map(self, k: Kernel) -> Kernel:
-        return apply_elementwise(self, k)
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        return apply_elementwise(self, k, ops)
 
 
 def _table():

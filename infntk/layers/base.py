@@ -6,7 +6,9 @@ Every layer is a frozen dataclass with
   raises :class:`~infntk.errors.InfntkError` naming the layer when it cannot follow its input;
 * ``init(key, input_shape) -> (output_shape, params)`` and ``apply(params, x)`` -- the finite
   network at the widths the layer was given;
-* ``kernel_map(k) -> k`` -- the infinite-width map on the :class:`~infntk.kernel.Kernel` state;
+* ``kernel_map(k, ops) -> k`` -- the infinite-width map on the :class:`~infntk.kernel.Kernel` state,
+  written once against the operations ``ops`` (:mod:`infntk.ops`): the same code computes the kernel
+  on arrays and writes the recursion on sympy;
 * ``needs_full(out_full) -> bool`` -- whether the layer needs the full spatial covariance of its
   input, given whether its consumers need it of its output. The composed model asks this once,
   from the readout backwards, and every layer then sees the cheapest layout that is still exact.
@@ -26,10 +28,7 @@ Example:
 """
 from __future__ import annotations
 
-import collections
-import functools
 import dataclasses
-import types
 from typing import Any, Optional, Sequence, Union
 
 import jax
@@ -38,19 +37,10 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel
-from .. import blocking
-from . import self_covariance
+from .. import blocking, driver
 
 Shape = tuple
 Get = Union[None, str, Sequence[str]]
-_GET_NAMES = ("nngp", "ntk", "cov1", "cov2")
-
-
-def _namedtuple(fields: tuple):
-    return collections.namedtuple("Kernels", fields)
-
-
-_KERNELS_TYPES: dict = {}
 
 
 def _is_concrete(x) -> bool:
@@ -64,6 +54,19 @@ def _is_concrete(x) -> bool:
 class Layer:
     """Base class of every infntk layer (see the module docstring)."""
 
+    # -- facts a layer declares (read by the planner and by branching; never its class) ---------
+    #: The layer holds zero-mean weights (Dense, Conv): its output is an odd function of them.
+    is_linear = False
+    #: A weightless layer that maps an odd function of fresh weights to another one (pooling,
+    #: Flatten, Identity, LayerNorm): what a branch ends in after its last weight layer.
+    keeps_fresh = False
+    #: ``FanOut``: how many copies of its input it makes; ``None`` for every other layer.
+    fan_out = None
+    #: ``parallel``: the layers it applies to the inputs of a list; ``None`` for every other layer.
+    parallel_layers = None
+    #: What the symbolic recursion calls this kind of step (``Step.kind``).
+    recursion_kind = "layer"
+
     # -- to be provided by layers ---------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
         raise NotImplementedError
@@ -76,11 +79,55 @@ class Layer:
     def apply(self, params, x, **kwargs):
         raise NotImplementedError
 
-    def kernel_map(self, k: Kernel) -> Kernel:
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        """The infinite-width map, written against ``ops`` (:mod:`infntk.ops`)."""
         raise NotImplementedError
 
     def needs_full(self, out_full: bool) -> bool:
         return out_full
+
+    # -- structure (composite layers override) --------------------------------------------------
+    @property
+    def series(self) -> tuple:
+        """The layers this one applies in series: ``(self,)`` unless it is a ``Serial``."""
+        return (self,)
+
+    @property
+    def positions(self) -> tuple:
+        """The position of each of :attr:`series` in the user's model, for error messages."""
+        return (None,)
+
+    @property
+    def spans(self) -> tuple:
+        """How many layers of the model as written each of :attr:`series` stands for."""
+        return (1,)
+
+    @property
+    def summands(self) -> tuple:
+        """The branches this layer adds: ``(self,)`` unless it is a ``Sum``."""
+        return (self,)
+
+    @property
+    def concatenands(self) -> tuple:
+        """The branches this layer concatenates along channels: ``(self,)`` unless a ``Concat``."""
+        return (self,)
+
+    def fan_in(self, branches: tuple):
+        """For ``FanInSum``/``FanInConcat``: the branching layer that ``FanOut >> parallel(...) >>
+        self`` is (``branches`` are the per-branch models); ``None`` for every other layer."""
+        return None
+
+    def has_linear(self) -> bool:
+        """Whether the layer (or any part of it) holds zero-mean weights."""
+        return bool(self.is_linear)
+
+    def ends_fresh(self) -> bool:
+        """Whether its output is an odd function of zero-mean weights drawn inside it (see
+        :func:`infntk.layers.branching.concat_spatial_kernels`)."""
+        return bool(self.is_linear)
+
+    def passes_fresh(self) -> bool:
+        return bool(self.keeps_fresh)
 
     # -- naming ---------------------------------------------------------------------------------
     @property
@@ -108,18 +155,7 @@ class Layer:
     def input_kernel(self, x1, x2=None, get: Get = ("nngp", "ntk")) -> Kernel:
         """The kernel state of the raw inputs, in the layout this model needs."""
         x1, x2 = self._check_inputs(x1, x2)
-        return self._input_kernel(x1, x2, get)
-
-    def _input_kernel(self, x1, x2, get: Get) -> Kernel:
-        spatial = x1.ndim > 2
-        full = spatial and self.needs_full(spatial_output(self, x1.shape))
-        names = _get_names(get)
-        return Kernel.from_inputs(x1, x2, diagonal_spatial=not full,
-                                  compute_ntk="ntk" in names or get is None)
-
-    def kernel_map_model(self, k: Kernel) -> Kernel:
-        """``kernel_map`` of this layer as a whole model (composite layers trim layouts here)."""
-        return self.kernel_map(k)
+        return driver.input_state(self, x1, x2, get)
 
     def recursion(self, **kwargs):
         """The symbolic kernel recursion of this model (see :mod:`infntk.recursion`)."""
@@ -139,8 +175,8 @@ class Layer:
         if x2 is not None:
             self.output_shape(tuple(x2.shape))
         get_key = get if (get is None or isinstance(get, str)) else tuple(get)
-        _get_names(get_key)
-        return _compiled_kernel(self, get_key, blocking.TARGET_ENTRIES)(x1, x2)
+        driver.get_names(get_key)
+        return driver.compiled_kernel(self, get_key, blocking.TARGET_ENTRIES)(x1, x2)
 
     def _check_inputs(self, x1, x2):
         xs = []
@@ -170,91 +206,6 @@ class Layer:
                 dt = jnp.promote_types(x1.dtype, x2.dtype)
                 x1, x2 = x1.astype(dt), x2.astype(dt)
         return x1, x2
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled_kernel(layer: Layer, get, block_target: int):
-    def state(x1, x2):
-        return layer.kernel_map_model(layer._input_kernel(x1, x2, get))
-
-    def run(x1, x2):
-        plan = _block_plan(layer, state, get, x1, x2, block_target)
-        if plan is None:
-            return _select(state(x1, x2), get)
-        block, swap = plan
-        names = _get_names(get)
-
-        def fields(k):
-            return tuple(getattr(k, n) for n in names)
-
-        def record(a):
-            with self_covariance.recording() as trajectory:
-                k = state(a, None)
-            return fields(k), tuple(trajectory)
-
-        def inject(a, b, side1, side2):
-            with self_covariance.injecting(side1, side2):
-                return fields(state(a, b))
-
-        out = blocking.blocked_kernel(lambda a, b: fields(state(a, b)), x1, x2, block, swap,
-                                      blocking.SharedSelfCovariance(record, inject))
-        return out[0] if isinstance(get, str) else _select(types.SimpleNamespace(**dict(zip(names, out))), names)
-    return jax.jit(run)
-
-
-def _block_plan(layer: Layer, state, get, x1, x2, target: int):
-    """``(block, swap permutations)`` when the Gram matrix is worth computing in blocks, else None.
-
-    Only the pairwise quantities (``nngp``, ``ntk``) of a single-output model are blocked.
-    """
-    names = _get_names(get)
-    if get is None or any(n not in ("nngp", "ntk") for n in names):
-        return None
-    one1 = jax.ShapeDtypeStruct((1,) + tuple(x1.shape[1:]), x1.dtype)
-    first = jax.eval_shape(lambda a: layer._input_kernel(a, None, get), one1)
-    last = jax.eval_shape(lambda a: state(a, None), one1)
-    if not isinstance(last, Kernel):
-        return None
-    full = any(k.spatial_ndim > 0 and not k.diagonal_spatial for k in (first, last))
-    entries = max(first.nngp.size, last.nngp.size)
-    block = (blocking.full_layout_block(entries, np.dtype(x1.dtype).itemsize, target) if full
-             else blocking.block_size(entries, target))
-    if block >= max(x1.shape[0], 0 if x2 is None else x2.shape[0]):
-        return None
-    swap = tuple(blocking.swap_permutation(getattr(last, n).ndim, last.spatial_ndim,
-                                           last.diagonal_spatial) for n in names)
-    return block, swap
-
-
-def spatial_output(layer: Layer, input_shape: Shape) -> bool:
-    """Whether the model's output still has spatial axes (then its full covariance is returned)."""
-    out = layer.output_shape(tuple(input_shape))
-    if isinstance(out, list):
-        return any(len(o) > 2 for o in out)
-    return len(out) > 2
-
-
-def _get_names(get: Get) -> tuple:
-    if get is None:
-        return ("nngp", "ntk")
-    names = (get,) if isinstance(get, str) else tuple(get)
-    for n in names:
-        if n not in _GET_NAMES:
-            raise InfntkError(f"kernel: unknown get={n!r}; expected some of {_GET_NAMES}.")
-    return names
-
-
-def _select(k, get: Get):
-    if isinstance(k, list):
-        return [_select(ki, get) for ki in k]
-    if get is None:
-        return k
-    if isinstance(get, str):
-        return getattr(k, get)
-    names = tuple(get)
-    if names not in _KERNELS_TYPES:
-        _KERNELS_TYPES[names] = _namedtuple(names)
-    return _KERNELS_TYPES[names](*(getattr(k, n) for n in names))
 
 
 def _as_layer(other: Any, op: str) -> Layer:

@@ -10,7 +10,10 @@ r"""Composition: series (``>>``), sums of branches (``+``) and concatenation (``
 * ``a | b`` concatenates along channels: :math:`K = \sum_i \frac{C_i}{C} K_i`.
 
 ``serial``, ``parallel``, ``FanOut``, ``FanInSum`` and ``FanInConcat`` are the same operations for
-code written in the style of ``jax.example_libraries.stax``. ``FanInConcat(axis)`` along a *spatial*
+code written in the style of ``jax.example_libraries.stax``: when a model is built, every run
+``FanOut(n) >> parallel(...) >> ... >> FanInSum()`` (or ``FanInConcat``) is rewritten into one
+``Sum`` (or concatenation) of its branches, so that a model is a plain fold of layers; errors keep
+naming the fan-in layer and its position in the model as written. ``FanInConcat(axis)`` along a *spatial*
 axis (as neural-tangents 0.6.5) stacks the branches' positions: for centred Gaussian branches that
 are pairwise uncorrelated, the covariance of the concatenated feature is block-diagonal along that
 axis,
@@ -35,7 +38,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import jax
@@ -43,31 +45,33 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InfntkError
-from ..kernel import Kernel, diagonalized
-from . import nonlinear, self_covariance
+from ..kernel import Kernel
+from ..plan import with_position
+from . import nonlinear, spatial
 from .base import Layer, check_positive_int, frozen
-
-
-def has_linear(layer: Layer) -> bool:
-    """Whether a layer (or any part of it) holds zero-mean weights (Dense, Conv)."""
-    children = getattr(layer, "layers", None) or getattr(layer, "branches", None)
-    if children is not None:
-        return any(has_linear(c) for c in children)
-    return bool(getattr(layer, "is_linear", False))
+from .identity import Identity
 
 
 @frozen
 class Serial(Layer):
-    """Layers applied one after another."""
+    """Layers applied one after another; ``spans[i]``: how many layers of the model as written
+    ``layers[i]`` stands for (a rewritten ``FanOut >> parallel >> FanIn*`` run stands for several)."""
 
     layers: tuple
+    spans: Optional[tuple] = None
+
+    def __post_init__(self):
+        if self.spans is None:
+            object.__setattr__(self, "spans", (1,) * len(self.layers))
 
     @classmethod
     def of(cls, *layers: Layer) -> "Serial":
-        flat = []
+        flat, spans = [], []
         for layer in layers:
-            flat.extend(layer.layers if isinstance(layer, Serial) else (layer,))
-        return cls(tuple(flat))
+            flat.extend(layer.series)
+            spans.extend(layer.spans)
+        flat, spans = _rewrite_fan_out(flat, spans)
+        return cls(tuple(flat), tuple(spans))
 
     def __repr__(self) -> str:
         return " >> ".join(_wrap(l) for l in self.layers)
@@ -76,26 +80,35 @@ class Serial(Layer):
     def label(self) -> str:
         return "serial model"
 
+    @property
+    def series(self) -> tuple:
+        return self.layers
+
+    @property
+    def positions(self) -> tuple:
+        ends = np.cumsum(self.spans) - 1
+        return tuple(int(e) for e in ends)
+
     def output_shape(self, input_shape):
         shape = input_shape
-        for i, layer in enumerate(self.layers):
-            shape = _with_position(i, layer, lambda: layer.output_shape(shape))
+        for layer, pos in zip(self.layers, self.positions):
+            shape = with_position(pos, lambda: layer.output_shape(shape))
         return shape
 
     def init(self, key, input_shape):
         params = []
         shape = input_shape
-        for i, layer in enumerate(self.layers):
+        for layer, pos in zip(self.layers, self.positions):
             key, sub = jax.random.split(key)
-            shape, p = _with_position(i, layer, lambda: layer.init(sub, shape))
+            shape, p = with_position(pos, lambda: layer.init(sub, shape))
             params.append(p)
         return shape, tuple(params)
 
     def apply(self, params, x, **kwargs):
         if len(params) != len(self.layers):
             raise self.error(f"expects {len(self.layers)} parameter entries, got {len(params)}.")
-        for i, (layer, p) in enumerate(zip(self.layers, params)):
-            x = _with_position(i, layer, lambda: layer.apply(p, x, **kwargs))
+        for layer, pos, p in zip(self.layers, self.positions, params):
+            x = with_position(pos, lambda: layer.apply(p, x, **kwargs))
         return x
 
     def needs_full(self, out_full: bool) -> bool:
@@ -103,104 +116,101 @@ class Serial(Layer):
             out_full = layer.needs_full(out_full)
         return out_full
 
-    def kernel_map_model(self, k):
-        return self.kernel_map(k, trim=True)
+    def kernel_map(self, k, ops):
+        from ..driver import fold
+        return fold(self, k, ops)
 
-    def kernel_map(self, k, *, trim: bool = False):
-        need = None
-        if trim and not isinstance(k, list):
-            # which inputs must keep the full spatial covariance, from the readout backwards
-            out_shape = self.output_shape(k.shape1)
-            full = (not isinstance(out_shape, list)) and len(out_shape) > 2
-            need = []
-            for layer in reversed(self.layers):
-                full = layer.needs_full(full)
-                need.append(full)
-            need.reverse()
-        for i, layer in enumerate(self.layers):
-            if need is not None and not isinstance(k, list) and not need[i]:
-                k = diagonalized(k)
-            if isinstance(layer, FanInSum) and i > 0 and isinstance(self.layers[i - 1], Parallel):
-                linear = self.layers[i - 1].branch_has_linear
-                k = _with_position(i, layer, lambda: sum_kernels(layer, k, list(linear)))
-            elif isinstance(layer, FanInConcat):
-                fresh = self._fresh_branches(i)
-                k = _with_position(i, layer, lambda: layer.kernel_map(k, fresh=fresh))
-            else:
-                k = _with_position(i, layer, lambda: layer.kernel_map(k))
-            if not isinstance(layer, Serial):
-                k = self_covariance.tap(k)
-        return k
+    def has_linear(self) -> bool:
+        return any(l.has_linear() for l in self.layers)
 
-    def _fresh_branches(self, i: int) -> Optional[list]:
-        """For the list that reaches layer ``i``: which branches end in their own weights (see
-        :func:`ends_fresh`), following the ``parallel`` layers right before it; ``None`` when
-        unknown (no ``parallel`` there)."""
-        j = i
-        while j > 0 and isinstance(self.layers[j - 1], Parallel):
-            j -= 1
-        chain = self.layers[j:i]
-        if not chain or len({len(p.layers) for p in chain}) != 1:
-            return None
-        return [ends_fresh(Serial.of(*(p.layers[b] for p in chain)))
-                for b in range(len(chain[0].layers))]
-
-
-def ends_fresh(layer: Layer) -> bool:
-    """Whether the layer's output is an odd function of zero-mean weights drawn inside it, so that
-    it is uncorrelated with (and its NTK has no cross term with) any feature computed without them:
-    it ends in a ``Dense``/``Conv``, possibly followed by layers that keep that property."""
-    if isinstance(layer, Serial):
-        for sub in reversed(layer.layers):
-            if ends_fresh(sub):
+    def ends_fresh(self) -> bool:
+        for sub in reversed(self.layers):
+            if sub.ends_fresh():
                 return True
-            if not _passes_fresh(sub):
+            if not sub.passes_fresh():
                 return False
         return False
-    if isinstance(layer, (Sum, Concat)):
-        return all(ends_fresh(b) for b in layer.branches)
-    return bool(getattr(layer, "is_linear", False))
+
+    def passes_fresh(self) -> bool:
+        return all(l.passes_fresh() for l in self.layers)
 
 
-def _passes_fresh(layer: Layer) -> bool:
-    """Weightless layers that map an odd function of fresh weights to another one."""
-    from .identity import Identity
-    from .normalization import LayerNorm
-    from .pooling import AvgPool, Flatten, GlobalAvgPool
-    if isinstance(layer, Serial):
-        return all(_passes_fresh(sub) for sub in layer.layers)
-    return isinstance(layer, (Identity, LayerNorm, AvgPool, GlobalAvgPool, Flatten))
+def _rewrite_fan_out(layers: list, spans: list):
+    """Every run ``FanOut(n) >> parallel(...)* >> FanIn*`` as the one branching layer it is."""
+    out, out_spans, i = [], [], 0
+    while i < len(layers):
+        n = layers[i].fan_out
+        j = i + 1
+        while n is not None and j < len(layers) and layers[j].parallel_layers is not None \
+                and len(layers[j].parallel_layers) == n:
+            j += 1
+        combined = None
+        if n is not None and j < len(layers):
+            chains = [[p.parallel_layers[b] for p in layers[i + 1:j]] for b in range(n)]
+            branches = tuple(Identity() if not c else c[0] if len(c) == 1 else Serial.of(*c)
+                             for c in chains)
+            combined = layers[j].fan_in(branches)
+        if combined is None:
+            out.append(layers[i])
+            out_spans.append(spans[i])
+            i += 1
+        else:
+            out.append(combined)
+            out_spans.append(sum(spans[i:j + 1]))
+            i = j + 1
+    return out, out_spans
 
 
-@frozen
-class Sum(Layer):
-    """Branches fed the same input, outputs added (see the module docstring)."""
-
-    branches: tuple
-
-    @classmethod
-    def of(cls, *branches: Layer) -> "Sum":
-        flat = []
-        for b in branches:
-            flat.extend(b.branches if isinstance(b, Sum) else (b,))
-        return cls(tuple(flat))
-
-    def __repr__(self) -> str:
-        return "(" + " + ".join(_wrap(b) for b in self.branches) + ")"
+class _Branching(Layer):
+    """Branches fed the same input (``Sum``, ``Concat``, ``ConcatAlong``); ``origin``: the label
+    of the stax fan-in layer it was rewritten from, if any (named in errors)."""
 
     @property
     def label(self) -> str:
-        return repr(self)
+        return self.origin or repr(self)
 
-    def output_shape(self, input_shape):
-        shapes = [b.output_shape(input_shape) for b in self.branches]
-        return fan_in_sum_shape(self, shapes)
+    def needs_full(self, out_full: bool) -> bool:
+        return any(b.needs_full(out_full) for b in self.branches)
+
+    def has_linear(self) -> bool:
+        return any(b.has_linear() for b in self.branches)
+
+    def ends_fresh(self) -> bool:
+        return all(b.ends_fresh() for b in self.branches)
 
     def init(self, key, input_shape):
         keys = jax.random.split(key, len(self.branches))
         out = [b.init(kk, input_shape) for b, kk in zip(self.branches, keys)]
-        fan_in_sum_shape(self, [o[0] for o in out])
-        return out[0][0], tuple(o[1] for o in out)
+        return self.combine_shapes([o[0] for o in out]), tuple(o[1] for o in out)
+
+    def output_shape(self, input_shape):
+        return self.combine_shapes([b.output_shape(input_shape) for b in self.branches])
+
+    def branch_kernels(self, k, ops) -> list:
+        return [ops.run(b, k, i) for i, b in enumerate(self.branches)]
+
+
+@frozen
+class Sum(_Branching):
+    """Branches fed the same input, outputs added (see the module docstring)."""
+
+    branches: tuple
+    origin: Optional[str] = None
+    recursion_kind = "sum"
+
+    @classmethod
+    def of(cls, *branches: Layer) -> "Sum":
+        return cls(tuple(p for b in branches for p in b.summands))
+
+    @property
+    def summands(self) -> tuple:
+        return self.branches if self.origin is None else (self,)
+
+    def __repr__(self) -> str:
+        return "(" + " + ".join(_wrap(b) for b in self.branches) + ")"
+
+    def combine_shapes(self, shapes):
+        return fan_in_sum_shape(self, shapes)
 
     def apply(self, params, x, **kwargs):
         ys = [b.apply(p, x, **kwargs) for b, p in zip(self.branches, params)]
@@ -209,53 +219,76 @@ class Sum(Layer):
             total = total + y
         return total
 
-    def needs_full(self, out_full: bool) -> bool:
-        return any(b.needs_full(out_full) for b in self.branches)
-
-    def kernel_map(self, k: Kernel) -> Kernel:
-        return sum_kernels(self, [b.kernel_map(k) for b in self.branches],
-                           [has_linear(b) for b in self.branches])
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        return sum_kernels(self, self.branch_kernels(k, ops),
+                           [b.has_linear() for b in self.branches], ops)
 
 
 @frozen
-class Concat(Layer):
+class Concat(_Branching):
     """Branches fed the same input, outputs concatenated along channels."""
 
     branches: tuple
+    origin: Optional[str] = None
+    recursion_kind = "concat"
 
     @classmethod
     def of(cls, *branches: Layer) -> "Concat":
-        flat = []
-        for b in branches:
-            flat.extend(b.branches if isinstance(b, Concat) else (b,))
-        return cls(tuple(flat))
+        return cls(tuple(p for b in branches for p in b.concatenands))
+
+    @property
+    def concatenands(self) -> tuple:
+        return self.branches if self.origin is None else (self,)
 
     def __repr__(self) -> str:
         return "(" + " | ".join(_wrap(b) for b in self.branches) + ")"
 
-    @property
-    def label(self) -> str:
-        return repr(self)
-
-    def output_shape(self, input_shape):
-        return fan_in_concat_shape(self, [b.output_shape(input_shape) for b in self.branches])
-
-    def init(self, key, input_shape):
-        keys = jax.random.split(key, len(self.branches))
-        out = [b.init(kk, input_shape) for b, kk in zip(self.branches, keys)]
-        return fan_in_concat_shape(self, [o[0] for o in out]), tuple(o[1] for o in out)
+    def combine_shapes(self, shapes):
+        return fan_in_concat_shape(self, shapes)
 
     def apply(self, params, x, **kwargs):
         return jnp.concatenate([b.apply(p, x, **kwargs) for b, p in zip(self.branches, params)], -1)
 
-    def needs_full(self, out_full: bool) -> bool:
-        return any(b.needs_full(out_full) for b in self.branches)
-
-    def kernel_map(self, k: Kernel) -> Kernel:
-        return concat_kernels(self, [b.kernel_map(k) for b in self.branches])
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        return concat_kernels(self, self.branch_kernels(k, ops))
 
 
-# -- stax-style multi-input plumbing ------------------------------------------------------------
+@frozen
+class ConcatAlong(_Branching):
+    """Branches fed the same input, concatenated along ``axis`` (stax's ``FanInConcat(axis)``
+    after ``FanOut`` and ``parallel``): the channel axis (as :class:`Concat`) or a spatial axis
+    (pairwise uncorrelated Gaussian branches, :func:`concat_spatial_kernels`)."""
+
+    branches: tuple
+    axis: int
+    origin: Optional[str] = None
+    recursion_kind = "fan_in_concat"
+
+    def __repr__(self) -> str:
+        return (f"FanOut({len(self.branches)}) >> parallel("
+                + ", ".join(repr(b) for b in self.branches) + f") >> FanInConcat(axis={self.axis})")
+
+    def combine_shapes(self, shapes):
+        return FanInConcat(self.axis).output_shape(list(shapes))
+
+    def apply(self, params, x, **kwargs):
+        return FanInConcat(self.axis).apply((), [b.apply(p, x, **kwargs)
+                                                 for b, p in zip(self.branches, params)])
+
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        ks = self.branch_kernels(k, ops)
+        ndim = len(ks[0].shape1)
+        a = FanInConcat(self.axis).resolved_axis(ndim)
+        if a == ndim - 1:
+            return concat_kernels(self, ks)
+        return concat_spatial_kernels(self, ks, a - 1, [b.ends_fresh() for b in self.branches], ops)
+
+
+# -- stax-style multi-input plumbing (finite network on lists; kernels after the rewrite) ---------
+
+_NEEDS_REWRITE = ("has a kernel only inside a FanOut(n) >> parallel(...) >> FanInSum()/FanInConcat() "
+                  "run (a list of inputs has no single kernel).")
+
 
 @frozen
 class FanOut(Layer):
@@ -266,14 +299,18 @@ class FanOut(Layer):
     def __post_init__(self):
         object.__setattr__(self, "num", check_positive_int(self.num, "num", "FanOut"))
 
+    @property
+    def fan_out(self):
+        return self.num
+
     def output_shape(self, input_shape):
         return [tuple(input_shape)] * self.num
 
     def apply(self, params, x, **kwargs):
         return [x] * self.num
 
-    def kernel_map(self, k):
-        return [k] * self.num
+    def kernel_map(self, k, ops):
+        raise self.error(_NEEDS_REWRITE)
 
 
 @frozen
@@ -281,6 +318,10 @@ class Parallel(Layer):
     """Apply one layer to each input of a list (stax's ``parallel``)."""
 
     layers: tuple
+
+    @property
+    def parallel_layers(self):
+        return self.layers
 
     def __repr__(self) -> str:
         return "parallel(" + ", ".join(repr(l) for l in self.layers) + ")"
@@ -307,18 +348,16 @@ class Parallel(Layer):
     def needs_full(self, out_full: bool) -> bool:
         return any(l.needs_full(out_full) for l in self.layers)
 
-    def kernel_map(self, ks):
-        self._check(ks)
-        return [l.kernel_map(k) for l, k in zip(self.layers, ks)]
-
-    @property
-    def branch_has_linear(self) -> tuple:
-        return tuple(has_linear(l) for l in self.layers)
+    def kernel_map(self, k, ops):
+        raise self.error(_NEEDS_REWRITE)
 
 
 @frozen
 class FanInSum(Layer):
     """Add a list of inputs (stax's ``FanInSum``)."""
+
+    def fan_in(self, branches):
+        return Sum(tuple(branches), origin=self.label)
 
     def output_shape(self, input_shape):
         if not isinstance(input_shape, list):
@@ -331,10 +370,8 @@ class FanInSum(Layer):
             total = total + x
         return total
 
-    def kernel_map(self, ks):
-        if not isinstance(ks, list):
-            raise self.error("expects a list of inputs (after FanOut and parallel).")
-        return sum_kernels(self, ks, None)
+    def kernel_map(self, k, ops):
+        raise self.error("expects a list of inputs (after FanOut and parallel).")
 
 
 @frozen
@@ -353,6 +390,11 @@ class FanInConcat(Layer):
     @property
     def label(self) -> str:
         return f"FanInConcat(axis={self.axis})"
+
+    def fan_in(self, branches):
+        if self.axis == -1:
+            return Concat(tuple(branches), origin=self.label)
+        return ConcatAlong(tuple(branches), self.axis, origin=self.label)
 
     def resolved_axis(self, ndim: int) -> int:
         """``axis`` as a non-negative index into inputs with ``ndim`` axes (validated)."""
@@ -377,16 +419,8 @@ class FanInConcat(Layer):
         self.output_shape([tuple(x.shape) for x in xs])
         return jnp.concatenate(xs, axis=self.axis)
 
-    def kernel_map(self, ks, fresh: Optional[Sequence[bool]] = None):
-        """``fresh[i]``: branch ``i`` ends in its own weights (:func:`ends_fresh`); given by the
-        enclosing ``serial`` from the ``parallel`` before this layer, ``None`` when unknown."""
-        if not isinstance(ks, list):
-            raise self.error("expects a list of inputs (after FanOut and parallel).")
-        ndim = len(ks[0].shape1)
-        a = self.resolved_axis(ndim)
-        if a == ndim - 1:
-            return concat_kernels(self, ks)
-        return concat_spatial_kernels(self, ks, a - 1, fresh)
+    def kernel_map(self, k, ops):
+        raise self.error("expects a list of inputs (after FanOut and parallel).")
 
 
 def serial(*layers: Layer) -> Serial:
@@ -433,12 +467,9 @@ def fan_in_concat_spatial_shape(layer: Layer, shapes, axis: int) -> tuple:
     return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
 
 
-def sum_kernels(layer: Layer, ks: Sequence[Kernel], linear) -> Kernel:
+def sum_kernels(layer: Layer, ks: Sequence[Kernel], linear: Sequence[bool], ops) -> Kernel:
     r"""Kernel of a sum of branches (see the module docstring)."""
     fan_in_sum_shape(layer, [k.shape1 for k in ks])
-    linear_known = linear is not None
-    if linear is None:  # stax-style FanInSum without structure: group by source
-        linear = [False] * len(ks)
     # branches without a linear layer: elementwise maps of the same source -> add the maps
     elementwise = [k for k, lin in zip(ks, linear) if not lin]
     independent = [k for k, lin in zip(ks, linear) if lin]
@@ -447,12 +478,12 @@ def sum_kernels(layer: Layer, ks: Sequence[Kernel], linear) -> Kernel:
         for k in elementwise:
             src, feat = nonlinear.source_and_feature(k)
             for g in groups:
-                if g[0] is src:
+                if src is not None and g[0] is not None and ops.same_source(g[0], src):
                     g[1].append(feat)
                     break
             else:
                 groups.append((src, [feat], k))
-        if len(groups) > 1 and linear_known:
+        if len(groups) > 1:
             raise layer.error("cannot add these branches: branches without a linear layer must be "
                               "elementwise maps of the same pre-activation (a LayerNorm or pooling "
                               "inside one of them changes it); put the nonlinearity in a separate "
@@ -465,20 +496,20 @@ def sum_kernels(layer: Layer, ks: Sequence[Kernel], linear) -> Kernel:
                 raise layer.error("cannot add these branches: one is neither Gaussian nor an "
                                   "elementwise function of one Gaussian pre-activation.")
             else:
-                merged.append(nonlinear.evaluate(nonlinear.combine_sum(layer, feats), src))
+                merged.append(ops.activate(nonlinear.combine_sum(layer, feats), src))
         independent = merged + independent
     out = independent[0]
     for k in independent[1:]:
-        out = _add_independent(layer, out, k)
+        out = _add_independent(layer, out, k, ops)
     return out
 
 
-def _add_independent(layer: Layer, ka: Kernel, kb: Kernel) -> Kernel:
+def _add_independent(layer: Layer, ka: Kernel, kb: Kernel, ops) -> Kernel:
     def add(a, b):
         return None if a is None or b is None else a + b
 
     try:
-        cross = nonlinear.cross_term(ka, kb)
+        cross = nonlinear.cross_term(ka, kb, ops)
     except ValueError:
         raise layer.error("cannot add these branches: one ends in a non-Gaussian feature whose "
                           "channel mean is unknown, and the other's mean is not zero.") from None
@@ -513,9 +544,10 @@ def concat_kernels(layer: Layer, ks: Sequence[Kernel]) -> Kernel:
 
 
 def concat_spatial_kernels(layer: Layer, ks: Sequence[Kernel], j: int,
-                           fresh: Optional[Sequence[bool]]) -> Kernel:
+                           fresh: Sequence[bool], ops) -> Kernel:
     r"""Concatenation along spatial axis ``j`` (0-based among the spatial axes) of pairwise
-    uncorrelated centred Gaussian branches: block-diagonal covariance (module docstring)."""
+    uncorrelated centred Gaussian branches: block-diagonal covariance (module docstring).
+    ``fresh[i]``: branch ``i`` ends in its own weights (``Layer.ends_fresh``)."""
     shape1 = fan_in_concat_spatial_shape(layer, [k.shape1 for k in ks], j + 1)
     shape2 = fan_in_concat_spatial_shape(layer, [k.shape2 for k in ks], j + 1)
     for i, k in enumerate(ks):
@@ -532,46 +564,25 @@ def concat_spatial_kernels(layer: Layer, ks: Sequence[Kernel], j: int,
     if len({k.diagonal_spatial for k in ks}) != 1:
         raise layer.error("branches reach it in different spatial layouts; this is an internal "
                           "inconsistency, please report it.")
-    shared = [i for i, f in enumerate(fresh if fresh is not None else [False] * len(ks)) if not f]
+    shared = [i for i, f in enumerate(fresh) if not f]
     if len(ks) > 1 and len(shared) > 1:
         raise layer.error(
             f"branches {shared[0]} and {shared[1]} are not known to be independent: concatenation "
             "along a spatial axis needs every pair of branches uncorrelated, i.e. at most one "
             "branch without its own Dense/Conv at its end (FanOut, then parallel(...) of such "
             "branches, then FanInConcat). neural-tangents assumes this without checking.")
-    diag = ks[0].diagonal_spatial
+    op = spatial.BlockConcat(j, getattr(layer, "axis", j + 1))
+    out = ks[0].replace(shape1=shape1, shape2=shape2)
 
-    def cat(name: str, lead: int):
+    def cat(name: str, role: str):
         parts = [getattr(k, name) for k in ks]
-        if any(p is None for p in parts):
-            return None
-        if diag:
-            return jnp.concatenate(parts, axis=lead + j)
-        # full layout: axes (lead + 2j, lead + 2j + 1) are the pair of positions along axis j
-        row, col = lead + 2 * j, lead + 2 * j + 1
-        sizes = [p.shape[col] for p in parts]
-        blocks = []
-        for i, p in enumerate(parts):
-            pads = [(0, 0)] * p.ndim
-            pads[col] = (sum(sizes[:i]), sum(sizes[i + 1:]))
-            blocks.append(jnp.pad(p, pads))
-        return jnp.concatenate(blocks, axis=row)
+        return None if any(p is None for p in parts) else ops.block_concat(op, parts, out, role)
 
-    return ks[0].replace(nngp=cat("nngp", 2), ntk=cat("ntk", 2), cov1=cat("cov1", 1),
-                         cov2=cat("cov2", 1), shape1=shape1, shape2=shape2, is_input=False,
-                         is_gaussian=True, pre=None, feature=None)
-
-
-def _with_position(i: int, layer: Layer, fn):
-    try:
-        return fn()
-    except InfntkError as e:
-        msg = str(e)
-        if msg.startswith("layer #"):
-            raise
-        raise InfntkError(f"layer #{i} {msg}") from None
+    return out.replace(nngp=cat("nngp", "nngp"), ntk=cat("ntk", "nngp"), cov1=cat("cov1", "cov1"),
+                       cov2=cat("cov2", "cov2"), is_input=False, is_gaussian=True, pre=None,
+                       feature=None)
 
 
 def _wrap(layer: Layer) -> str:
     r = repr(layer)
-    return f"({r})" if isinstance(layer, Serial) else r
+    return f"({r})" if len(layer.series) > 1 else r

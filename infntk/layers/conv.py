@@ -43,6 +43,7 @@ class Conv(Layer):
     """Convolution with ``out_chan`` output channels (see the module docstring)."""
 
     is_linear = True
+    recursion_kind = "conv"
     out_chan: int
     filter_shape: Sequence[int]
     strides: Optional[Sequence[int]] = None
@@ -82,7 +83,7 @@ class Conv(Layer):
         sp = input_shape[1:-1]
         out = []
         for n, f, s in zip(sp, self.filter_shape, self.strides):
-            if self.padding == "VALID" and f > n:
+            if self.padding == "VALID" and not spatial.fits(n, f):
                 raise self.error(f"filter {self.filter_shape} is larger than the input's spatial "
                                  f"shape {tuple(sp)} with VALID padding.")
             out.append(spatial.output_size(n, f, s, self.padding))
@@ -115,30 +116,24 @@ class Conv(Layer):
                                          precision=jax.lax.Precision.HIGHEST)
         return scale_and_shift(self, y, b, self.fan_in(x.shape))
 
-    def kernel_map(self, k: Kernel) -> Kernel:
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
         if k.spatial_ndim != self.ndim:
             raise self.error(f"expects {self.ndim} spatial axes, got input shape {k.shape1}.")
-        w2 = self.W_std ** 2
-        b2 = 0.0 if self.b_std is None else self.b_std ** 2
-        diag = k.diagonal_spatial
+        w2 = ops.param("σ_w", self.W_std) ** 2
+        b2 = 0 if self.b_std is None else ops.param("σ_b", self.b_std) ** 2
+        a = ops.linear(spatial.PatchAverage(self.filter_shape, self.strides, self.padding), k)
 
-        def unscaled(a, batch_ndim, sp):
-            return spatial.conv_covariance(a, self.filter_shape, self.strides, self.padding,
-                                           batch_ndim, diag, sp)
+        def affine(x):
+            return None if x is None else w2 * x + b2
 
-        def affine(a, batch_ndim, sp):
-            return None if a is None else w2 * unscaled(a, batch_ndim, sp) + b2
-
-        sp1, sp2 = k.spatial1, k.spatial2
-        nngp_unscaled = unscaled(k.nngp, 2, sp1)
-        nngp = w2 * nngp_unscaled + b2
-        ntk = k.ntk
+        nngp = affine(a.nngp)
+        ntk = a.ntk
         if ntk is not None:
             if self.parameterization == "ntk":
-                ntk = nngp + w2 * unscaled(ntk, 2, sp1)
+                ntk = nngp + w2 * ntk
             else:
-                ntk = (weight_fan_in(self, self.fan_in(k.shape1)) * nngp_unscaled
-                       + w2 * unscaled(ntk, 2, sp1) + (0.0 if self.b_std is None else 1.0))
-        return k.replace(nngp=nngp, ntk=ntk, cov1=affine(k.cov1, 1, sp1), cov2=affine(k.cov2, 1, sp2),
+                ntk = (ops.fan_in(weight_fan_in(self, self.fan_in(k.shape1))) * a.nngp + w2 * ntk
+                       + (0 if self.b_std is None else 1))
+        return k.replace(nngp=nngp, ntk=ntk, cov1=affine(a.cov1), cov2=affine(a.cov2),
                          shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
                          is_gaussian=True, is_input=False, pre=None, feature=None)

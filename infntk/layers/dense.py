@@ -100,6 +100,7 @@ class Dense(Layer):
     parameterization; see the module docstring)."""
 
     is_linear = True
+    recursion_kind = "dense"
     out_dim: int
     W_std: float = 1.0
     b_std: Optional[float] = None
@@ -135,9 +136,9 @@ class Dense(Layer):
         y = jnp.tensordot(x, W.astype(x.dtype), (-1, 0))
         return scale_and_shift(self, y, b, x.shape[-1])
 
-    def kernel_map(self, k: Kernel) -> Kernel:
-        w2 = self.W_std ** 2
-        b2 = 0.0 if self.b_std is None else self.b_std ** 2
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        w2 = ops.param("σ_w", self.W_std) ** 2
+        b2 = 0 if self.b_std is None else ops.param("σ_b", self.b_std) ** 2
 
         def affine(a):
             return None if a is None else w2 * a + b2
@@ -148,8 +149,8 @@ class Dense(Layer):
             if self.parameterization == "ntk":
                 ntk = nngp + w2 * ntk
             else:
-                ntk = (weight_fan_in(self, k.shape1[-1]) * k.nngp + w2 * ntk
-                       + (0.0 if self.b_std is None else 1.0))
+                ntk = (ops.fan_in(weight_fan_in(self, k.shape1[-1])) * k.nngp + w2 * ntk
+                       + (0 if self.b_std is None else 1))
         return k.replace(nngp=nngp, ntk=ntk, cov1=affine(k.cov1), cov2=affine(k.cov2),
                          shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
                          is_gaussian=True, is_input=False, pre=None, feature=None)

@@ -27,15 +27,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from ..fusion import materialize
-from ..kernel import Kernel, pair_broadcast
+from ..kernel import Kernel
 
-try:  # public since jax 0.4.26; infntk also runs on 0.4.23 (the neural-tangents cross-check)
-    from jax.lax import optimization_barrier as _optimization_barrier
-except ImportError:  # pragma: no cover - exercised in the pinned cross-check environment
-    from jax._src.ad_checkpoint import _optimization_barrier
+#: ``jax.lax.optimization_barrier`` (public since jax 0.4.26). On older JAX (0.4.23, the
+#: neural-tangents cross-check) there is no public barrier and none is applied: the variances on the
+#: batch diagonal may then differ from ``q12`` by an ulp inside the dual (about 1e-8 relative at
+#: correlation 1 for arc-cosine duals, far below the cross-check's tolerance).
+_optimization_barrier = getattr(jax.lax, "optimization_barrier", lambda x: x)
 
 
 def evaluate(feature, base: Kernel, layer_label: str = "") -> Kernel:
@@ -89,7 +91,7 @@ def source_and_feature(k: Kernel):
     return None, None
 
 
-def apply_elementwise(layer, k: Kernel) -> Kernel:
+def apply_elementwise(layer, k: Kernel, ops) -> Kernel:
     """Kernel map of an elementwise layer whose map has the Dual ``layer.dual``."""
     base, inner = source_and_feature(k)
     if base is None:
@@ -98,7 +100,7 @@ def apply_elementwise(layer, k: Kernel) -> Kernel:
             "pre-activation (e.g. it follows pooling or a concatenation of nonlinear features "
             "without a linear layer in between); no infinite-width closed form is known.")
     feature = layer.dual if inner is None else compose(layer, inner)
-    return evaluate(feature, base)
+    return ops.activate(feature, base)
 
 
 def compose(layer, inner):
@@ -135,8 +137,10 @@ class NormalisedFeature:
     r"""LayerNorm of an elementwise feature: :math:`(\phi(h) - m(q))/s(q)`, exact at infinite width.
 
     Its dual is :math:`(T_\phi(q_{11}, q_{12}, q_{22}) - m(q_{11}) m(q_{22}))/(s(q_{11}) s(q_{22}))` with
-    :math:`s(q)^2 = T_\phi(q,q,q) - m(q)^2`, and its derivative dual is
-    :math:`T'_\phi/(s(q_{11}) s(q_{22}))` (the statistics are constants at infinite width).
+    :math:`s(q)^2 = T_\phi(q,q,q) - m(q)^2 + \epsilon`, and its derivative dual is
+    :math:`T'_\phi/(s(q_{11}) s(q_{22}))` (the statistics are constants at infinite width). The
+    formula is written once (:meth:`dual`) for any implementation of :math:`T_\phi, T'_\phi, m_\phi`:
+    arrays here, sympy operators in the printed recursion.
     """
 
     inner: Any
@@ -144,58 +148,48 @@ class NormalisedFeature:
     name: str = "LayerNorm"
     phi = None  # depends on q: cannot be composed symbolically
 
-    def _scale(self, q):
-        m = self.inner.mean_fn(q)
-        return m, jnp.sqrt(jnp.maximum(self.inner.nngp_fn(q, q, q) - m * m, 0.0) + self.eps)
+    def dual(self, T, dT, m, sqrt, q11, q12, q22, eps=None, clip=lambda v: v):
+        """``(nngp, dnngp)`` of the normalised feature from the inner feature's ``T, dT, m``."""
+        eps = self.eps if eps is None else eps
+        m1, m2 = m(q11), m(q22)
+        s1 = sqrt(clip(T(q11, q11, q11) - m1 * m1) + eps)
+        s2 = sqrt(clip(T(q22, q22, q22) - m2 * m2) + eps)
+        return (T(q11, q12, q22) - m1 * m2) / (s1 * s2), dT(q11, q12, q22) / (s1 * s2)
+
+    def _array_dual(self, q11, q12, q22):
+        i = self.inner
+        return self.dual(i.nngp_fn, i.dnngp_fn, i.mean_fn, jnp.sqrt, q11, q12, q22,
+                         clip=lambda v: jnp.maximum(v, 0.0))
 
     def nngp_fn(self, q11, q12, q22):
-        m1, s1 = self._scale(q11)
-        m2, s2 = self._scale(q22)
-        return (self.inner.nngp_fn(q11, q12, q22) - m1 * m2) / (s1 * s2)
+        return self._array_dual(q11, q12, q22)[0]
 
     def dnngp_fn(self, q11, q12, q22):
-        _, s1 = self._scale(q11)
-        _, s2 = self._scale(q22)
-        return self.inner.dnngp_fn(q11, q12, q22) / (s1 * s2)
+        return self._array_dual(q11, q12, q22)[1]
 
     def mean_fn(self, q):
         return jnp.zeros_like(q)
 
 
-def normalise_feature(layer, k: Kernel) -> Kernel:
-    """LayerNorm over channels of a non-Gaussian elementwise feature (see the module docstring)."""
-    ax = layer.axes(len(k.shape1))
-    if ax != (len(k.shape1) - 1,):
-        raise layer.error("after a nonlinearity only normalisation over the channel axis alone is "
-                          "supported (the spatial mean of a non-centred feature is not an "
-                          "elementwise function).")
-    return evaluate(NormalisedFeature(k.feature, eps=layer.eps), k.pre)
-
-
-def branch_means(k: Kernel):
-    """Per-position channel means ``(m(x1), m(x2))`` of a branch's features; ``None`` when they are
-    zero (centred Gaussian features); raises when they are unknown."""
+def branch_means(k: Kernel, ops, role: str = "nngp"):
+    """Channel means ``(m(x1), m(x2))`` of a branch's features, broadcast against the covariance
+    of ``role``; ``None`` when they are zero (centred Gaussian features); raises when unknown."""
     if k.pre is not None:
-        base = k.pre
-        return k.feature.mean_fn(base.variance1()), k.feature.mean_fn(base.variance2())
+        q11, q22 = ops.pair_variances(k.pre, role)
+        return ops.mean(k.feature, q11), ops.mean(k.feature, q22)
     if k.is_gaussian:
         return None
     raise ValueError("unknown channel mean")
 
 
-def cross_term(ka: Kernel, kb: Kernel):
+def cross_term(ka: Kernel, kb: Kernel, ops):
     r"""Cross-covariance of two branches driven by independent Gaussians, both orders:
     :math:`m_a(x) m_b(x') + m_b(x) m_a(x')` for ``(nngp, cov1, cov2)``; ``None`` if it vanishes."""
-    ma, mb = branch_means(ka), branch_means(kb)
-    if ma is None or mb is None:
+    if branch_means(ka, ops) is None or branch_means(kb, ops) is None:
         return None
-    (a1, a2), (b1, b2) = ma, mb
 
-    def outer(u, v, lead):
-        p, q = pair_broadcast(u, v, ka, lead)
-        return p * q
+    def term(role):
+        (a1, a2), (b1, b2) = branch_means(ka, ops, role), branch_means(kb, ops, role)
+        return a1 * b2 + b1 * a2
 
-    nngp = outer(a1, b2, 2) + outer(b1, a2, 2)
-    cov1 = outer(a1, b1, 1) + outer(b1, a1, 1)
-    cov2 = None if ka.cov2 is None else outer(a2, b2, 1) + outer(b2, a2, 1)
-    return nngp, cov1, cov2
+    return term("nngp"), term("cov1"), None if ka.cov2 is None else term("cov2")

@@ -24,13 +24,17 @@ from typing import Sequence, Union
 
 import jax.numpy as jnp
 
-from ..kernel import Kernel, pair_broadcast
+from ..kernel import Kernel
+from . import spatial
 from .base import Layer, check_std, frozen
 
 
 @frozen
 class LayerNorm(Layer):
     """Layer normalisation over ``axis`` (default: channels)."""
+
+    keeps_fresh = True
+    recursion_kind = "layernorm"
 
     axis: Union[int, Sequence[int]] = -1
     eps: float = 1e-12
@@ -70,34 +74,29 @@ class LayerNorm(Layer):
         var = jnp.var(x, axis=ax, keepdims=True)
         return (x - mean) / jnp.sqrt(var + self.eps)
 
-    def normaliser(self, k: Kernel, v, batch_ndim: int):
-        """Per-input, per-position normalising variance (spatial axes in ``axis`` averaged)."""
-        spatial_axes = [a - 1 for a in self.axes(len(k.shape1)) if a != len(k.shape1) - 1]
-        if spatial_axes:
-            v = jnp.mean(v, axis=tuple(batch_ndim + a for a in spatial_axes), keepdims=True)
-        return v + self.eps
-
-    def kernel_map(self, k: Kernel) -> Kernel:
-        from .nonlinear import normalise_feature
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        from .nonlinear import NormalisedFeature
+        ax = self.axes(len(k.shape1))
         if k.pre is not None:
-            return normalise_feature(self, k)
+            if ax != (len(k.shape1) - 1,):
+                raise self.error("after a nonlinearity only normalisation over the channel axis "
+                                 "alone is supported (the spatial mean of a non-centred feature is "
+                                 "not an elementwise function).")
+            return ops.activate(NormalisedFeature(k.feature, eps=self.eps), k.pre)
         if not k.is_gaussian:
             raise self.error("its input is not Gaussian and not an elementwise function of one "
                              "Gaussian pre-activation; no closed form is known.")
-        return scale_by_variance(self, k)
+        eps = ops.param("ε", self.eps)
+        spatial_dims = tuple(a - 1 for a in ax if a != len(k.shape1) - 1)
+        mean = spatial.PositionMean(spatial_dims) if spatial_dims else None
 
+        def scaled(a, role):
+            if a is None:
+                return None
+            q11, q22 = ops.pair_variances(k, role)
+            if mean is not None:
+                q11, q22 = ops.position_mean(mean, q11, k, role), ops.position_mean(mean, q22, k, role)
+            return a / ops.sqrt((q11 + eps) * (q22 + eps))
 
-def scale_by_variance(layer: LayerNorm, k: Kernel) -> Kernel:
-    """Divide every covariance by the square roots of the normalising variances of its two sides."""
-    v1 = layer.normaliser(k, k.variance1(), 1)
-    v2 = layer.normaliser(k, k.variance2(), 1)
-    q11, q22 = pair_broadcast(v1, v2, k, lead=2)
-    nngp = k.nngp / jnp.sqrt(q11 * q22)
-    ntk = None if k.ntk is None else k.ntk / jnp.sqrt(q11 * q22)
-    a, b = pair_broadcast(v1, v1, k, lead=1)
-    cov1 = k.cov1 / jnp.sqrt(a * b)
-    cov2 = None
-    if k.cov2 is not None:
-        a, b = pair_broadcast(v2, v2, k, lead=1)
-        cov2 = k.cov2 / jnp.sqrt(a * b)
-    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
+        return k.replace(nngp=scaled(k.nngp, "nngp"), ntk=scaled(k.ntk, "nngp"),
+                         cov1=scaled(k.cov1, "cov1"), cov2=scaled(k.cov2, "cov2"))

@@ -36,6 +36,9 @@ class AvgPool(Layer):
 
     ``strides=None`` means stride 1 in every dimension, as in neural-tangents."""
 
+    keeps_fresh = True
+    recursion_kind = "avgpool"
+
     window_shape: Sequence[int]
     strides: Optional[Sequence[int]] = None
     padding: str = "VALID"
@@ -60,7 +63,7 @@ class AvgPool(Layer):
                              f"got shape {tuple(input_shape)}.")
         out = []
         for n, w, s in zip(input_shape[1:-1], self.window_shape, self.strides):
-            if self.padding == "VALID" and w > n:
+            if self.padding == "VALID" and not spatial.fits(n, w):
                 raise self.error(f"window {self.window_shape} is larger than the input's spatial "
                                  f"shape {tuple(input_shape[1:-1])} with VALID padding.")
             out.append(spatial.output_size(n, w, s, self.padding))
@@ -84,24 +87,19 @@ class AvgPool(Layer):
                 x = x / w
         return x
 
-    def kernel_map(self, k: Kernel) -> Kernel:
-        if k.diagonal_spatial and k.spatial_ndim:
-            raise self.error("internal layout error: pooling needs the full spatial covariance.")
-
-        def pool(a, batch_ndim, sp):
-            return None if a is None else spatial.pool_covariance(
-                a, self.window_shape, self.strides, self.padding, batch_ndim, sp, self.normalize_edges)
-
-        sp1, sp2 = k.spatial1, k.spatial2
-        return k.replace(nngp=pool(k.nngp, 2, sp1), ntk=pool(k.ntk, 2, sp1), cov1=pool(k.cov1, 1, sp1),
-                         cov2=pool(k.cov2, 1, sp2), shape1=self.output_shape(k.shape1),
-                         shape2=self.output_shape(k.shape2), is_gaussian=k.is_gaussian,
-                         pre=None, feature=None)
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        op = spatial.PoolAverage(self.window_shape, self.strides, self.padding, self.normalize_edges)
+        return ops.linear(op, k).replace(shape1=self.output_shape(k.shape1),
+                                         shape2=self.output_shape(k.shape2),
+                                         is_gaussian=k.is_gaussian, pre=None, feature=None)
 
 
 @frozen
 class GlobalAvgPool(Layer):
     """Mean over all spatial axes: ``(N, *S, C) -> (N, C)`` (see the module docstring)."""
+
+    keeps_fresh = True
+    recursion_kind = "global_avg_pool"
 
     def output_shape(self, input_shape):
         if len(input_shape) < 3:
@@ -115,22 +113,18 @@ class GlobalAvgPool(Layer):
         self.output_shape(tuple(x.shape))
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
-    def kernel_map(self, k: Kernel) -> Kernel:
-        if k.diagonal_spatial:
-            raise self.error("internal layout error: pooling needs the full spatial covariance.")
-
-        def mean(a, batch_ndim):
-            return None if a is None else jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
-
-        return k.replace(nngp=mean(k.nngp, 2), ntk=mean(k.ntk, 2), cov1=mean(k.cov1, 1),
-                         cov2=mean(k.cov2, 1), shape1=self.output_shape(k.shape1),
-                         shape2=self.output_shape(k.shape2), diagonal_spatial=True,
-                         is_gaussian=k.is_gaussian, pre=None, feature=None)
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        return ops.linear(spatial.PairMean(), k).replace(
+            shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
+            diagonal_spatial=True, is_gaussian=k.is_gaussian, pre=None, feature=None)
 
 
 @frozen
 class Flatten(Layer):
     """Flatten all but the batch axis: ``(N, *S, C) -> (N, |S| C)`` (see the module docstring)."""
+
+    keeps_fresh = True
+    recursion_kind = "flatten"
 
     def output_shape(self, input_shape):
         if len(input_shape) < 2:
@@ -143,21 +137,9 @@ class Flatten(Layer):
     def apply(self, params, x, **kwargs):
         return jnp.reshape(x, (x.shape[0], -1))
 
-    def kernel_map(self, k: Kernel) -> Kernel:
-        d = k.spatial_ndim
-        if d == 0:
+    def kernel_map(self, k: Kernel, ops) -> Kernel:
+        if k.spatial_ndim == 0:
             return k
-        nngp, ntk = k.nngp, k.ntk
-        if not k.diagonal_spatial:
-            from ..kernel import _diagonal_of
-            nngp = _diagonal_of(nngp, d, 2, False)
-            ntk = None if ntk is None else _diagonal_of(ntk, d, 2, False)
-        v1, v2 = k.variance1(), (None if k.cov2 is None else k.variance2())
-
-        def mean(a, batch_ndim):
-            return None if a is None else jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
-
-        return k.replace(nngp=mean(nngp, 2), ntk=mean(ntk, 2), cov1=mean(v1, 1), cov2=mean(v2, 1),
-                         shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
-                         diagonal_spatial=True, is_gaussian=k.is_gaussian,
-                         pre=None, feature=None)
+        return ops.linear(spatial.DiagonalMean(), k).replace(
+            shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
+            diagonal_spatial=True, is_gaussian=k.is_gaussian, pre=None, feature=None)

@@ -11,6 +11,7 @@ wrap- (``CIRCULAR``) padded covariance.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -112,3 +113,162 @@ def pool_covariance(k, window_shape, strides, padding: str, batch_ndim: int, spa
         else:
             k = k / (w * w)
     return k
+
+
+# -- linear operators on covariances, with the names recursions print them by -------------------
+#
+# Each operator is one small immutable object with two faces: ``apply(a, batch_ndim,
+# spatial_shape, diagonal)`` on arrays (``batch_ndim`` is 2 for a pair quantity such as ``nngp``, 1
+# for a per-input one such as ``cov1``; ``diagonal`` is the layout it receives), and ``text`` /
+# ``latex``, the name under which the symbolic recursion prints it. The array operations (``ops`` in
+# :mod:`infntk.ops`) and the symbolic ones (:mod:`infntk.recursion.symbolic_ops`) both take the
+# operator object itself, so a layer names its operator once.
+
+
+def _fmt(t) -> str:
+    return str(t[0]) if len(set(t)) == 1 else "(" + ",".join(map(str, t)) + ")"
+
+
+def _spatial_axes(a, batch_ndim: int, dims, diagonal: bool) -> tuple:
+    """The array axes of spatial dimensions ``dims`` (both positions of a pair on the full layout)."""
+    if diagonal:
+        return tuple(batch_ndim + i for i in dims)
+    return tuple(ax for i in dims for ax in (batch_ndim + 2 * i, batch_ndim + 2 * i + 1))
+
+
+class CovarianceOperator:
+    """Base of the linear operators on covariances (see the comment above)."""
+
+    text = ""
+    latex = ""
+
+    def apply(self, a, batch_ndim: int, spatial_shape, diagonal: bool):
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchAverage(CovarianceOperator):
+    r"""The convolution's :math:`\mathcal A[K]_{pp'} = \frac{1}{|F|}\sum_{d\in F} K_{sp+d,\,sp'+d}`."""
+
+    filter_shape: tuple
+    strides: tuple
+    padding: str
+
+    @property
+    def text(self):
+        return (f"A_{{{'×'.join(map(str, self.filter_shape))},s={_fmt(self.strides)},"
+                f"{self.padding}}}")
+
+    @property
+    def latex(self):
+        return (r"\mathcal{A}_{" + r"\times ".join(map(str, self.filter_shape))
+                + rf",\,s={_fmt(self.strides)},\,\mathrm{{{self.padding}}}}}")
+
+    def apply(self, a, batch_ndim, spatial_shape, diagonal):
+        return conv_covariance(a, self.filter_shape, self.strides, self.padding, batch_ndim,
+                               diagonal, spatial_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolAverage(CovarianceOperator):
+    r"""Average pooling, :math:`\frac{1}{|w|^2}\sum_{d,d'\in w} K_{sp+d,\,sp'+d'}` (full layout)."""
+
+    window_shape: tuple
+    strides: tuple
+    padding: str
+    normalize_edges: bool = False
+
+    @property
+    def text(self):
+        return (f"pool_{{{'×'.join(map(str, self.window_shape))},s={_fmt(self.strides)},"
+                f"{self.padding}{',edges' if self.normalize_edges else ''}}}")
+
+    @property
+    def latex(self):
+        return (r"\mathrm{pool}_{" + r"\times ".join(map(str, self.window_shape))
+                + rf",\,s={_fmt(self.strides)},\,\mathrm{{{self.padding}}}}}")
+
+    def apply(self, a, batch_ndim, spatial_shape, diagonal):
+        if diagonal and len(spatial_shape):
+            raise InfntkError("internal layout error: pooling needs the full spatial covariance.")
+        return pool_covariance(a, self.window_shape, self.strides, self.padding, batch_ndim,
+                               spatial_shape, self.normalize_edges)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairMean(CovarianceOperator):
+    r"""Global average pooling: :math:`\frac{1}{|S|^2}\sum_{s,s'} K_{ss'}` (full layout)."""
+
+    text = "mean_{s,s'}"
+    latex = r"\mathrm{mean}_{s,s'}"
+
+    def apply(self, a, batch_ndim, spatial_shape, diagonal):
+        if diagonal and len(spatial_shape):
+            raise InfntkError("internal layout error: pooling needs the full spatial covariance.")
+        return jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagonalMean(CovarianceOperator):
+    r"""Flatten's :math:`\frac{1}{|S|}\sum_s K_{ss}` (the full layout's diagonal is taken first)."""
+
+    text = "mean_s"
+    latex = r"\mathrm{mean}_{s}"
+
+    def apply(self, a, batch_ndim, spatial_shape, diagonal):
+        from ..kernel import _diagonal_of
+        d = len(spatial_shape)
+        if not diagonal:
+            a = _diagonal_of(a, d, batch_ndim, False)
+        return jnp.mean(a, axis=tuple(range(batch_ndim, a.ndim)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionMean(CovarianceOperator):
+    r"""The mean over spatial dimensions ``dims`` of a per-position quantity, kept broadcastable
+    (LayerNorm over spatial axes: its normalising variance)."""
+
+    dims: tuple
+
+    text = "mean_s"
+    latex = r"\mathrm{mean}_{s}"
+
+    def apply(self, a, batch_ndim, spatial_shape, diagonal):
+        return jnp.mean(a, axis=_spatial_axes(a, batch_ndim, self.dims, diagonal), keepdims=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockConcat(CovarianceOperator):
+    r"""Concatenation of pairwise uncorrelated branches along spatial dimension ``dim``: the
+    branches' covariances on the diagonal blocks, zero elsewhere (``apply`` takes the list)."""
+
+    dim: int
+    axis: int
+
+    @property
+    def text(self):
+        return f"concat_{{axis={self.axis}}}"
+
+    @property
+    def latex(self):
+        return rf"\mathrm{{concat}}_{{{self.axis}}}"
+
+    def apply(self, parts, batch_ndim, spatial_shape, diagonal):
+        if diagonal:
+            return jnp.concatenate(parts, axis=batch_ndim + self.dim)
+        row, col = batch_ndim + 2 * self.dim, batch_ndim + 2 * self.dim + 1
+        sizes = [p.shape[col] for p in parts]
+        blocks = []
+        for i, p in enumerate(parts):
+            pads = [(0, 0)] * p.ndim
+            pads[col] = (sum(sizes[:i]), sum(sizes[i + 1:]))
+            blocks.append(jnp.pad(p, pads))
+        return jnp.concatenate(blocks, axis=row)
+
+
+def fits(size, window) -> bool:
+    """Whether a window fits a VALID-padded axis (always, for a symbolic size)."""
+    try:
+        return bool(window <= size)
+    except TypeError:
+        return True
