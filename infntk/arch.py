@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
 from infntk.errors import InfntkError
+from infntk.layers import registry as _registry
 
 __all__ = [
     "LAYERS",
@@ -59,20 +60,18 @@ __all__ = [
     "with_width",
 ]
 
-#: The public layer set of infntk that architecture strings may name.
-LAYERS: tuple[str, ...] = (
-    "Dense", "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "Identity", "LayerNorm",
-    "Relu", "ABRelu", "LeakyRelu", "Abs", "Erf", "Gelu", "Sin", "Cos", "Exp", "Gaussian", "Rbf",
-    "Sign", "Monomial", "RectifiedMonomial", "Polynomial", "Hermite",
-)
+#: The public layer set of infntk that architecture strings may name, derived from the package's
+#: exports (:func:`infntk.layers.registry.names`): a new layer is accepted once it is exported.
+LAYERS: tuple[str, ...] = _registry.names("arch")
 
 #: Longest accepted architecture string (characters).
 MAX_LENGTH = 4000
 #: Deepest accepted nesting of brackets / operators / literal containers.
 MAX_DEPTH = 40
 
-#: Layers whose first positional argument is a width (output features / channels).
-WIDTH_LAYERS = ("Dense", "Conv")
+#: Layers whose first positional argument is a width (output features / channels): those that hold
+#: weights (:func:`infntk.layers.registry.width_argument`).
+WIDTH_LAYERS: tuple[str, ...] = tuple(n for n in LAYERS if _registry.width_argument(n))
 
 _OPS = {ast.RShift: ">>", ast.Add: "+", ast.BitOr: "|"}
 _WORDS = {
@@ -382,8 +381,8 @@ def with_width(desc: Desc, width: int) -> Desc:
             return d
         if d.args:
             return replace(d, args=(width,) + tuple(d.args[1:]))
-        kws = tuple((k, width if k in ("out_dim", "out_chan", "width", "features") else v)
-                    for k, v in d.kwargs)
+        arg = _registry.width_argument(d.name)
+        kws = tuple((k, width if k == arg else v) for k, v in d.kwargs)
         return replace(d, kwargs=kws)
 
     return go(desc)
@@ -414,14 +413,9 @@ def to_string(desc: Desc) -> str:
 
 
 def _resolve(name: str):
-    import infntk
-
     if name not in LAYERS:  # parse() guarantees this; keep the check at the point of use.
         raise ArchSyntaxError(f"unknown layer {name!r}")
-    obj = getattr(infntk, name, None)
-    if obj is None or not callable(obj):
-        raise ArchSyntaxError(f"layer {name} is not available in this build of infntk")
-    return obj
+    return _registry.get(name)
 
 
 def build(desc: Desc, source: str = "", resolve: Callable[[str], Any] | None = None):
@@ -429,7 +423,8 @@ def build(desc: Desc, source: str = "", resolve: Callable[[str], Any] | None = N
 
     Each call's arguments are bound against the layer's signature first (``inspect.signature``), so a
     wrong argument count or keyword gives an :class:`ArchSyntaxError` naming the layer and the
-    position. ``resolve(name)`` maps a layer name to its constructor (default: ``infntk.<name>``).
+    position. ``resolve(name)`` maps a layer name to its constructor (default: the public layer
+    class of that name).
     """
     resolve = resolve or _resolve
 
