@@ -6,6 +6,11 @@ one import. ``kernel_fn(x1, x2=None, get=None)`` returns the array for ``get='nn
 named tuple for a tuple of names, and the :class:`~infntk.kernel.Kernel` state for ``None``.
 Conventions (NHWC, ``W_std``/``b_std`` scaling, paddings, parameterizations) are the same.
 
+The functions are not written one by one: each public layer that the registry
+(:mod:`infntk.layers.registry`) puts in the stax facade gets a function of the same name whose
+signature is its class's, plus the arguments of neural-tangents that infntk's layers do not take
+(:data:`NT_ONLY`: accepted, checked to hold the one value infntk supports, dropped).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from infntk import stax
@@ -15,10 +20,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import inspect
 
 from . import layers as L
 from .errors import InfntkError
+from .layers import registry
 
 
 class Triple(tuple):
@@ -37,12 +43,6 @@ class Triple(tuple):
         return self
 
 
-def _axes(name: str, batch_axis: int = 0, channel_axis: int = -1) -> None:
-    if batch_axis != 0 or channel_axis not in (-1,):
-        raise InfntkError(f"{name}: only batch_axis=0 and channel_axis=-1 (channels last) are "
-                          f"supported, got batch_axis={batch_axis}, channel_axis={channel_axis}.")
-
-
 def _layer(t) -> L.Layer:
     if isinstance(t, Triple):
         return t.layer
@@ -51,136 +51,92 @@ def _layer(t) -> L.Layer:
     raise InfntkError(f"stax: expected a layer made by infntk.stax, got {type(t).__name__}.")
 
 
-def Dense(out_dim: int, W_std: float = 1.0, b_std: Optional[float] = None, batch_axis: int = 0,
-          channel_axis: int = -1, parameterization: str = "ntk", s: tuple = (1, 1)) -> Triple:
-    _axes("Dense", batch_axis, channel_axis)
-    return Triple(L.Dense(out_dim, W_std, b_std, parameterization, s))
+_AXES = dict(batch_axis=0, channel_axis=-1)
+
+#: neural-tangents 0.6.5's arguments that infntk's layers do not take, by stax name: the argument
+#: they follow in neural-tangents' signature (``None``: they come last) and their defaults.
+#: ``do_stabilize`` is neural-tangents' switch for a numerically stabler ReLU-family kernel; infntk's
+#: duals are always evaluated in the stable form (angles from q11 q22 - q12^2), so it is accepted and
+#: has nothing left to do.
+NT_ONLY = {
+    "Dense": ("b_std", _AXES),
+    "Conv": ("b_std", dict(dimension_numbers=None)),
+    "AvgPool": (None, _AXES),
+    "GlobalAvgPool": (None, _AXES),
+    "Flatten": (None, dict(batch_axis=0, batch_axis_out=0)),
+    "LayerNorm": (None, _AXES),
+    **{name: (None, dict(do_stabilize=False)) for name in ("Relu", "ABRelu", "LeakyRelu", "Abs")},
+}
+
+_NT_ONLY_TYPES = dict(batch_axis="int", channel_axis="int", batch_axis_out="int",
+                      do_stabilize="bool", dimension_numbers="Optional[tuple[str, str, str]]")
+
+#: Channels-last ``dimension_numbers`` by number of spatial axes (the only layout supported).
+_CHANNELS_LAST = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
+                  3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-def Conv(out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-         padding: str = "VALID", W_std: float = 1.0, b_std: Optional[float] = None,
-         dimension_numbers=None, parameterization: str = "ntk", s: tuple = (1, 1)) -> Triple:
-    if dimension_numbers is not None:
-        d = len(tuple(filter_shape))
-        expected = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
-                    3: ("NDHWC", "DHWIO", "NDHWC")}.get(d)
-        if tuple(dimension_numbers) != expected:
-            raise InfntkError(f"Conv: only channels-last dimension_numbers {expected} are supported, "
-                              f"got {dimension_numbers!r}.")
-    return Triple(L.Conv(out_chan, filter_shape, strides, padding, W_std, b_std, parameterization, s))
+def _check_nt_only(name: str, nt: dict, given: dict) -> None:
+    """Refuse values of neural-tangents-only arguments that infntk does not support."""
+    axes = {k: v for k, v in NT_ONLY[name][1].items() if k.endswith(("_axis", "_axis_out"))}
+    if any(nt[k] != v for k, v in axes.items()):
+        only = " and ".join(f"{k}={v}" for k, v in axes.items())
+        layout = " (channels last)" if "channel_axis" in axes else ""
+        got = ", ".join(f"{k}={nt[k]}" for k in axes)
+        raise InfntkError(f"{name}: only {only}{layout} are supported, got {got}.")
+    numbers = nt.get("dimension_numbers")
+    if numbers is not None:
+        expected = _CHANNELS_LAST.get(len(tuple(given["filter_shape"])))
+        if tuple(numbers) != expected:
+            raise InfntkError(f"{name}: only channels-last dimension_numbers {expected} are "
+                              f"supported, got {numbers!r}.")
 
 
-def AvgPool(window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
-            padding: str = "VALID", normalize_edges: bool = False, batch_axis: int = 0,
-            channel_axis: int = -1) -> Triple:
-    _axes("AvgPool", batch_axis, channel_axis)
-    return Triple(L.AvgPool(window_shape, strides, padding, normalize_edges))
+def _class_facade(name: str, cls) -> tuple:
+    """``name(*args, **kwargs) -> Triple(cls(...))`` with neural-tangents' signature."""
+    after, extra = NT_ONLY.get(name, (None, {}))
+    params = list(inspect.signature(cls).parameters.values())
+    at = len(params) if after is None else [p.name for p in params].index(after) + 1
+    params[at:at] = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v,
+                                       annotation=_NT_ONLY_TYPES.get(k, inspect.Parameter.empty))
+                     for k, v in extra.items()]
+    sig = inspect.Signature(params, return_annotation="Triple")
+
+    def fn(*args, **kwargs):
+        try:
+            given = dict(sig.bind(*args, **kwargs).arguments)
+        except TypeError as e:
+            raise TypeError(f"{name}{sig}: {e}") from None
+        nt = {k: given.pop(k, v) for k, v in extra.items()}
+        if nt:
+            _check_nt_only(name, nt, given)
+        return Triple(cls(**given))
+
+    return fn, sig
 
 
-def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Triple:
-    _axes("GlobalAvgPool", batch_axis, channel_axis)
-    return Triple(L.GlobalAvgPool())
+def _combinator_facade(name: str, combine) -> tuple:
+    """``name(*triples) -> Triple(combine(*layers))`` (``serial``, ``parallel``)."""
+
+    def fn(*layers):
+        return Triple(combine(*(_layer(t) for t in layers)))
+
+    return fn, inspect.signature(combine).replace(return_annotation="Triple")
 
 
-def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Triple:
-    _axes("Flatten", batch_axis)
-    if batch_axis_out != 0:
-        raise InfntkError("Flatten: only batch_axis_out=0 is supported.")
-    return Triple(L.Flatten())
+def _facade(name: str):
+    obj = registry.get(name)
+    fn, sig = (_class_facade if isinstance(obj, type) else _combinator_facade)(name, obj)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__module__ = __name__
+    fn.__signature__ = sig
+    summary = (inspect.getdoc(obj) or "").split("\n\n")[0]
+    fn.__doc__ = (f"neural-tangents' ``stax.{name}``: the ``(init_fn, apply_fn, kernel_fn)`` of "
+                  f"``infntk.{name}``.\n\n{summary}")
+    return fn
 
 
-def Identity() -> Triple:
-    return Triple(L.Identity())
+for _name in registry.names("stax"):
+    globals()[_name] = _facade(_name)
 
-
-def LayerNorm(axis=-1, eps: float = 1e-12, batch_axis: int = 0, channel_axis: int = -1) -> Triple:
-    _axes("LayerNorm", batch_axis, channel_axis)
-    return Triple(L.LayerNorm(axis, eps))
-
-
-# ``do_stabilize`` is neural-tangents' switch for a numerically stabler ReLU-family kernel; infntk's
-# duals are always evaluated in the stable form (angles from q11 q22 - q12^2), so it is accepted and
-# has nothing left to do.
-
-def Relu(do_stabilize: bool = False) -> Triple:
-    return Triple(L.Relu())
-
-
-def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Triple:
-    return Triple(L.ABRelu(a, b))
-
-
-def LeakyRelu(alpha: float, do_stabilize: bool = False) -> Triple:
-    return Triple(L.LeakyRelu(alpha))
-
-
-def Abs(do_stabilize: bool = False) -> Triple:
-    return Triple(L.Abs())
-
-
-def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Triple:
-    return Triple(L.Erf(a, b, c))
-
-
-def Gelu(approximate: bool = False) -> Triple:
-    return Triple(L.Gelu(approximate))
-
-
-def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Triple:
-    return Triple(L.Sin(a, b, c))
-
-
-def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Triple:
-    return Triple(L.Cos(a, b, c))
-
-
-def Exp(a: float = 1.0, b: float = 1.0) -> Triple:
-    return Triple(L.Exp(a, b))
-
-
-def Gaussian(a: float = 1.0, b: float = -1.0) -> Triple:
-    return Triple(L.Gaussian(a, b))
-
-
-def Rbf(gamma: float = 1.0) -> Triple:
-    return Triple(L.Rbf(gamma))
-
-
-def Sign() -> Triple:
-    return Triple(L.Sign())
-
-
-def Monomial(degree: int) -> Triple:
-    return Triple(L.Monomial(degree))
-
-
-def RectifiedMonomial(degree: int) -> Triple:
-    return Triple(L.RectifiedMonomial(degree))
-
-
-def Polynomial(coef: Sequence[float]) -> Triple:
-    return Triple(L.Polynomial(coef))
-
-
-def Hermite(degree: int) -> Triple:
-    return Triple(L.Hermite(degree))
-
-
-def serial(*layers) -> Triple:
-    return Triple(L.serial(*(_layer(t) for t in layers)))
-
-
-def parallel(*layers) -> Triple:
-    return Triple(L.parallel(*(_layer(t) for t in layers)))
-
-
-def FanOut(num: int) -> Triple:
-    return Triple(L.FanOut(num))
-
-
-def FanInSum() -> Triple:
-    return Triple(L.FanInSum())
-
-
-def FanInConcat(axis: int = -1) -> Triple:
-    return Triple(L.FanInConcat(axis))
+__all__ = ["Triple", "NT_ONLY", *registry.names("stax")]

@@ -1,60 +1,17 @@
-"""Log-log plots (matplotlib, Agg) of the errors against width, with fitted and theoretical slopes."""
+"""Plots of a validation config: its studies' panels (:func:`infntk.studies.plots.panel`), the depth
+growth of the fluctuations, or the Monte Carlo estimator's error against the number of draws."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-_STYLE = {"fluct": ("o", "C0"), "bias": ("s", "C3"), "error": ("^", "C2")}
-
-
-def _panel(ax, d, kernel, title):
-    ws = np.asarray(d["widths"], float)
-    for m, (mk, col) in _STYLE.items():
-        y = np.asarray(d["metrics"][kernel][m], float)
-        pos = y > 0
-        ax.loglog(ws[pos], y[pos], mk, color=col, label=m, ms=5)
-        f = d["fits"][kernel][m]
-        if f["slope"] is not None:
-            wu = np.asarray(f["widths_used"], float)
-            ax.loglog(wu, np.exp(f["intercept"]) * wu ** f["slope"], "-", color=col, lw=1,
-                      label=f"fit {f['slope']:+.2f} [{f['lo']:+.2f},{f['hi']:+.2f}]")
-            th = d["theory"][m]
-            if th is not None:
-                g = np.exp(np.mean(np.log(np.exp(f["intercept"]) * wu ** f["slope"])))
-                gm = np.exp(np.mean(np.log(wu)))
-                ax.loglog(wu, g * (wu / gm) ** th, ":", color=col, lw=1.5, label=f"theory {th:+.1f}")
-    noise = np.asarray(d["metrics"][kernel]["noise"], float)
-    ax.loglog(ws, noise, "--", color="0.6", lw=0.8, label="noise of mean")
-    ax.set_xlabel("width")
-    ax.set_ylabel("relative Frobenius error")
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=5.5)
-
-
-def plot_study(d: dict, out_dir: str, name: str = "convergence.png") -> str:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, k in zip(axes, ("ntk", "nngp")):
-        if k in d["fits"]:
-            _panel(ax, d, k, f"{k.upper()}: {d['name']}")
-    fig.tight_layout()
-    path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+from infntk.studies._common import pyplot
+from infntk.studies.plots import panel
 
 
 def plot_config(s: dict, path: str) -> str:
-    plt = _plt()
+    plt = pyplot()
     if s["kind"] == "mc":
         m = s["mc"]
         fig, ax = plt.subplots(figsize=(4.5, 3.8))
@@ -74,7 +31,7 @@ def plot_config(s: dict, path: str) -> str:
         fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 7.2), squeeze=False)
         for j, (label, d) in enumerate(studies.items()):
             for i, k in enumerate(("ntk", "nngp")):
-                _panel(axes[i, j], d, k, f"{s['name']}/{label} {k.upper()}")
+                panel(axes[i, j], d, k, f"{s['name']}/{label} {k.upper()}")
         if extra:
             for i, k in enumerate(("ntk", "nngp")):
                 g = s["depth_growth"][k]

@@ -16,14 +16,7 @@ import numpy as np
 
 from infntk.studies.convergence import fit_slope, kernel_metrics
 
-__all__ = ["depth_growth", "mc_estimator", "consistent"]
-
-
-def consistent(fit: dict, theory) -> bool | None:
-    """Whether the theoretical value lies in the fitted interval (None if either is missing)."""
-    if theory is None or fit is None or fit.get("lo") is None:
-        return None
-    return bool(fit["lo"] <= theory <= fit["hi"])
+__all__ = ["depth_growth", "mc_estimator"]
 
 
 def depth_growth(samples_by_depth: dict, exact_by_depth: dict, kernel: str = "ntk",

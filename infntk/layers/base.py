@@ -135,6 +135,11 @@ class Layer:
         """Short human name used in error messages, e.g. ``Conv(8, (3, 3))``."""
         return repr(self)
 
+    @property
+    def step_name(self) -> str:
+        """The name of this layer's step in a printed recursion."""
+        return self.label
+
     def error(self, message: str) -> InfntkError:
         return InfntkError(f"{self.label}: {message}")
 

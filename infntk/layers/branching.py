@@ -169,6 +169,10 @@ class _Branching(Layer):
     def label(self) -> str:
         return self.origin or repr(self)
 
+    @property
+    def step_name(self) -> str:
+        return self.origin or type(self).__name__
+
     def needs_full(self, out_full: bool) -> bool:
         return any(b.needs_full(out_full) for b in self.branches)
 

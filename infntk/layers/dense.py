@@ -68,7 +68,9 @@ def out_width(layer, n: int) -> int:
 def weight_fan_in(layer, fan_in: int) -> float:
     r"""The width :math:`n/s_0` that scales the standard parameterization's weights and its NTK
     term (``fan_in`` itself under the NTK parameterization, where ``s`` has no effect)."""
-    return fan_in / layer.s[0] if layer.parameterization == "standard" else fan_in
+    if layer.parameterization != "standard" or layer.s[0] == 1:
+        return fan_in
+    return fan_in / layer.s[0]
 
 
 def scale_and_shift(layer, y, b, fan_in: int):

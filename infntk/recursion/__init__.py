@@ -43,13 +43,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
+import sympy as sp
 
 from ..errors import InfntkError
+from ..kernel import Kernel
 from . import render
 from .closed_form import closed_form as _closed_form
 from .closed_form import compile_closed_form
-from .steps import Ctx, NotSymbolic, Step, input_state, walk
-from .symbols import XX, XY, YY
+from .steps import NotSymbolic, Step
+from .symbolic_ops import SymbolicOps
+from .symbols import XX, XY, YY, param_symbol, state_symbols
 
 __all__ = ["Recursion", "Step", "recursion", "NotSymbolic", "XX", "XY", "YY"]
 
@@ -62,11 +65,14 @@ class Recursion:
         model: the layer it describes.
         input_shape: the input shape it was written for, or ``None`` (input dimension ``d``).
         steps: one :class:`Step` per layer, in order.
+        shape: the input shape the steps were written for (``input_shape``, or symbolic sizes
+            ``(1, [S_1, ...,] d)`` when none was given).
     """
 
     model: Any
     input_shape: Optional[tuple]
     steps: tuple
+    shape: tuple = ()
 
     # -- a sequence of steps -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -98,6 +104,20 @@ class Recursion:
     def _repr_latex_(self) -> str:
         return "$$" + self.latex() + "$$"
 
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, x1, x2=None, get=("nngp", "ntk")):
+        """The kernel computed by evaluating the printed steps on arrays.
+
+        Every state symbol is bound to its array (a variance :math:`K_{11}` placed against the
+        covariance it meets), every named operator to its array implementation (the covariance
+        operators of :mod:`infntk.layers.spatial`, the compiled duals), and the steps are evaluated
+        in order -- a computation independent of the layers' array code path that must agree
+        with ``model.kernel`` (the contract suite checks it for every layer). ``get`` as for
+        ``model.kernel`` (``'nngp'``, ``'ntk'``, ``'cov1'``, ``'cov2'`` or a tuple of them).
+        """
+        from .evaluate import evaluate
+        return evaluate(self, x1, x2, get)
+
     # -- closed form ----------------------------------------------------------------------------
     def closed_form(self, params: str = "numeric"):
         """``(nngp, ntk)``: the network's kernels as sympy expressions in ``xx, xy, yy``.
@@ -107,13 +127,13 @@ class Recursion:
         ``σ_w⁽ˡ⁾``, ``σ_b⁽ˡ⁾`` (their values: :meth:`parameters`). Raises
         :class:`NotSymbolic` for spatial layers or duals that are only numeric.
         """
-        nngp, ntk, _ = _closed_form(self.model, self.input_shape, params)
+        nngp, ntk, _ = _closed_form(self, params)
         return nngp, ntk
 
     def parameters(self) -> dict:
         """``{symbol: value}`` of the per-layer hyperparameter symbols of
         ``closed_form(params='symbolic')``."""
-        return dict(_closed_form(self.model, self.input_shape, "symbolic")[2])
+        return dict(_closed_form(self, "symbolic")[2])
 
     def compile(self) -> Callable:
         """One fused, jit-able JAX function ``(xx, xy, yy) -> (nngp, ntk)`` of the closed form."""
@@ -121,15 +141,47 @@ class Recursion:
 
     lambdify = compile
 
+    def __hash__(self):
+        return hash((self.model, self.input_shape))
+
+    def __eq__(self, other):
+        return (isinstance(other, Recursion) and self.model == other.model
+                and self.input_shape == other.input_shape)
+
+
+def symbolic_shape(model) -> tuple:
+    """Inputs of symbolic size for a model given no input shape: ``(1, d)``, else with 1, 2 or 3
+    spatial axes of sizes ``S_1, ...`` -- the first the model accepts."""
+    d = param_symbol("d")
+    last = None
+    for rank in range(4):
+        shape = (1, *(param_symbol(f"S_{i + 1}") for i in range(rank)), d)
+        try:
+            model.output_shape(shape)
+            return shape
+        except InfntkError as e:
+            last = e
+    raise last
+
+
+def input_state(shape, full: bool, ops: SymbolicOps) -> Kernel:
+    """The symbolic state of the raw inputs: :math:`K^{(0)}, K^{(0)}_{11}, K^{(0)}_{22}, \Theta^{(0)}`."""
+    k11, k, k22, th = state_symbols((0,))
+    state = Kernel(nngp=k, ntk=th, cov1=k11, cov2=k22, shape1=tuple(shape), shape2=tuple(shape),
+                   diagonal_spatial=not full, is_gaussian=True, is_input=True, compute_ntk=True)
+    return ops.register(state, (0,))
+
 
 def recursion(model, *, input_shape=None) -> Recursion:
     """The symbolic kernel recursion of ``model`` (see the module docstring).
 
     ``input_shape`` (batch axis included, e.g. ``(None, 3)``), when given, fixes the input
     dimension ``d`` (the fan-in of a first standard-parameterized layer) and is checked against
-    the model; without it the recursion is written for ``(N, d)`` inputs.
+    the model; without it the recursion is written for inputs of symbolic size.
     """
+    from ..driver import fold
     from ..layers import Layer
+    from ..plan import plan
     if not isinstance(model, Layer):
         raise InfntkError(f"recursion: expected an infntk layer, got {type(model).__name__!r}.")
     if input_shape is not None:
@@ -138,6 +190,11 @@ def recursion(model, *, input_shape=None) -> Recursion:
             raise InfntkError(f"recursion: input_shape must include a batch axis and a feature "
                               f"axis, got {input_shape}.")
         model.output_shape(input_shape)
-    ctx = Ctx(display=True)
-    _, steps = walk(model, input_state(input_shape, ctx), ctx)
-    return Recursion(model=model, input_shape=input_shape, steps=steps)
+    shape = input_shape if input_shape is not None else symbolic_shape(model)
+    ops = SymbolicOps()
+    try:
+        fold(model, input_state(shape, plan(model, shape).input_full, ops), ops, trim=True)
+    except InfntkError as e:
+        msg = str(e)
+        raise type(e)(msg if msg.startswith("recursion") else f"recursion: {msg}") from None
+    return Recursion(model=model, input_shape=input_shape, steps=ops.steps, shape=tuple(shape))

@@ -37,26 +37,94 @@ import sympy as sp
 from ..dual import Q11, Q12, Q22
 from ..dual import compile as _compile
 from ..errors import InfntkError
-from .steps import Ctx, NotSymbolic, input_state, walk
-from .symbols import XX, XY, YY
+from .steps import NotSymbolic, exact
+from .symbols import STATE_OF, XX, XY, YY, param_symbol
 
 __all__ = ["closed_form", "compile_closed_form"]
 
+#: How each state symbol reads in the equation of a pair (``'nngp'``) or of an input's own
+#: covariance (``'cov1'``, ``'cov2'``: the pair at x' = x): which field of the state it stands for.
+_FIELD = {
+    "nngp": {"K": "k12", "K11": "k11", "K22": "k22", "Θ": "t12"},
+    "cov1": {"K": "k11", "K11": "k11", "K22": "k11"},
+    "cov2": {"K": "k22", "K11": "k22", "K22": "k22"},
+}
+
+
+def _closed_operator(step, e):
+    """The sympy definition of a named operator application (duals), or :class:`NotSymbolic`."""
+    role, feat = e.func.role, e.func.payload
+    if role == "linear":
+        raise NotSymbolic(f"closed_form: {step.name} acts on the spatial covariance; the closed "
+                          "form in (xx, xy, yy) exists only for fully-connected models.")
+    name = getattr(feat, "name", "") or feat.phi
+    if role == "m":
+        if feat.mean is None:
+            raise NotSymbolic(f"closed_form: the mean of {name} is computed by quadrature; it has "
+                              "no symbolic form.")
+        return sp.sympify(feat.mean).xreplace({Q11: e.args[0]})
+    expr = feat.nngp if role == "T" else feat.dnngp
+    if expr is None:
+        what = "dual" if role == "T" else "derivative dual"
+        raise NotSymbolic(f"closed_form: the {what} of {name} is computed by {feat.method}; it "
+                          "has no symbolic form.")
+    q11, q12, q22 = e.args
+    return expr.xreplace({Q11: q11, Q12: q12, Q22: q22})
+
+
+def _substitute(step, expr, env, role, params):
+    def sub(sym):
+        if sym in STATE_OF:
+            label, kind = STATE_OF[sym]
+            return env[label][_FIELD[role][kind]]
+        return params.get(sym, sym)
+    expr = sp.sympify(expr)
+    expr = expr.xreplace({s: sub(s) for s in expr.free_symbols})
+    return _close_operators(step, expr)
+
+
+def _close_operators(step, expr):
+    ops = [e for e in sp.preorder_traversal(expr) if getattr(e.func, "role", "")]
+    if not ops:
+        return expr
+    return expr.replace(lambda e: bool(getattr(getattr(e, "func", None), "role", "")),
+                        lambda e: _closed_operator(step, e))
+
+
+def _fold(steps, env, mode: str, parameters: dict):
+    last = None
+    for step in steps:
+        for _, branch in step.branches:
+            _fold(branch, env, mode, parameters)
+        params = {}
+        for sym, value in step.params:
+            if mode == "symbolic" and str(sym) != "n":
+                params[sym] = param_symbol(str(sym), step.label_out)
+                parameters[params[sym]] = value
+            else:
+                params[sym] = exact(value)
+        out = {r: _substitute(step, step.nngp, env, r, params) for r in ("nngp", "cov1", "cov2")}
+        env[step.label_out] = {"k12": out["nngp"], "k11": out["cov1"], "k22": out["cov2"]}
+        env[step.label_out]["t12"] = _substitute(step, step.ntk, env, "nngp", params)
+        last = step.label_out
+    return last
+
 
 @functools.lru_cache(maxsize=128)
-def closed_form(model, input_shape=None, params: str = "numeric"):
+def closed_form(rec, params: str = "numeric"):
     """``(nngp, ntk, parameters)``: the model's kernels in ``xx, xy, yy`` and, for
     ``params='symbolic'``, the map from the per-layer hyperparameter symbols to their values."""
-    ctx = Ctx(display=False, params=params)
-    out, _ = walk(model, input_state(input_shape, ctx), ctx)
-    if isinstance(out, list):
-        raise InfntkError("closed_form: the model ends in a list of branches (FanOut/parallel "
-                          "without a FanInSum or FanInConcat).")
-    if out.spatial:
+    if params not in ("numeric", "symbolic"):
+        raise InfntkError(f"closed_form: params must be 'numeric' or 'symbolic', got {params!r}.")
+    if len(rec.shape) > 2:
+        raise NotSymbolic("closed_form: the input has spatial axes; the closed form in (xx, xy, yy) "
+                          "exists only for fully-connected models.")
+    env = {(0,): {"k12": XY, "k11": XX, "k22": YY, "t12": sp.S.Zero}}
+    parameters: dict = {}
+    last = _fold(rec.steps, env, params, parameters)
+    if len(rec.steps[-1].shape_out) > 2:
         raise NotSymbolic("closed_form: the model's output has spatial axes.")
-    return sp.sympify(out.k12), sp.sympify(out.t12), dict(ctx.parameters)
-
-
+    return sp.sympify(env[last]["k12"]), sp.sympify(env[last]["t12"]), parameters
 @functools.lru_cache(maxsize=128)
 def _lambdified(nngp: sp.Expr, ntk: sp.Expr) -> Callable:
     # the input statistics are variances and a covariance: compile them as Q11, Q12, Q22 so that the

@@ -30,6 +30,8 @@ __all__ = ["XX", "XY", "YY", "LATEX_NAMES", "state_symbols", "param_symbol", "op
 
 #: LaTeX spelling of every symbol made here.
 LATEX_NAMES: dict = {}
+#: ``symbol -> (label, kind)`` for the state symbols (``kind``: ``'K'``, ``'K11'``, ``'K22'``, ``'Θ'``).
+STATE_OF: dict = {}
 
 XX = sp.Symbol("xx", positive=True)
 XY = sp.Symbol("xy", real=True)
@@ -66,10 +68,11 @@ def state_symbols(label: tuple):
     k22 = sp.Symbol("K" + "₂₂" + t, positive=True)
     th = sp.Symbol("Θ" + t, real=True)
     LATEX_NAMES.update({k11: "K_{11}" + l, k: "K" + l, k22: "K_{22}" + l, th: r"\Theta" + l})
+    STATE_OF.update({k11: (label, "K11"), k: (label, "K"), k22: (label, "K22"), th: (label, "Θ")})
     return k11, k, k22, th
 
 
-_PARAM_LATEX = {"σ_w": r"\sigma_w", "σ_b": r"\sigma_b", "n": "n", "d": "d"}
+_PARAM_LATEX = {"σ_w": r"\sigma_w", "σ_b": r"\sigma_b", "n": "n", "d": "d", "ε": r"\epsilon"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,10 +82,10 @@ def param_symbol(name: str, label: tuple = ()):
     symbolic hyperparameters)."""
     text = name + (label_text(label) if label else "")
     latex = _PARAM_LATEX.get(name, name) + (label_latex(label) if label else "")
-    if name in ("n", "d"):
+    if name in ("n", "d") or name.startswith("S_"):
         s = sp.Symbol(text, positive=True, integer=True)
     else:
-        s = sp.Symbol(text, nonnegative=True) if name == "σ_b" else sp.Symbol(text, positive=True)
+        s = sp.Symbol(text, nonnegative=True) if name in ("σ_b", "ε") else sp.Symbol(text, positive=True)
     LATEX_NAMES[s] = latex
     return s
 
@@ -92,9 +95,12 @@ def _ident(s: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def operator(text: str, latex: str, linear: bool = False):
+def operator(text: str, latex: str, linear: bool = False, role: str = "", payload=None):
     """A sympy function printed as ``text(args)`` / ``latex(args)``; a *linear* operator (conv,
-    pooling, means) prints its argument in square brackets."""
+    pooling, means) prints its argument in square brackets. ``role`` and ``payload`` say what it
+    stands for, so that a recursion can be evaluated and closed: ``'linear'`` with a covariance
+    operator of :mod:`infntk.layers.spatial`, ``'T'``, ``'dT'`` or ``'m'`` with an activation's
+    dual (its dual, derivative dual, channel mean)."""
     open_t, close_t = ("[", "]") if linear else ("(", ")")
     open_l, close_l = (r"\left[", r"\right]") if linear else (r"\left(", r"\right)")
 
@@ -107,4 +113,4 @@ def operator(text: str, latex: str, linear: bool = False):
 
     return type(_ident(text), (sp.Function,), {
         "_sympystr": _sympystr, "_latex": _latex, "op_text": text, "op_latex": latex,
-        "is_linear_operator": linear, "__module__": __name__})
+        "is_linear_operator": linear, "role": role, "payload": payload, "__module__": __name__})

@@ -7,7 +7,6 @@ import os
 import time
 from typing import Optional
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -50,13 +50,14 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from infntk.errors import InfntkError
+from infntk.studies import plots, report
 
 __all__ = ["run_study", "run", "StudyResult", "sample_kernels", "kernel_metrics", "fit_slope",
            "bootstrap_slopes", "resolve_model_fn", "device_info", "THEORY", "KERNELS",
@@ -567,11 +568,10 @@ def run(arch: Optional[str] = None, model=None, x=None, widths: Sequence[int] = 
                     n_boot=n_boot, seed=seed, progress=progress, **kw)
     d = res.to_dict()
     if out:
-        try:  # report and plots live in validation/ when it is importable (a source checkout)
-            from validation import plots, report
+        with open(os.path.join(out, "report.md"), "w") as fh:
+            fh.write(report.study_markdown(d))
+        try:
             plots.plot_study(d, out)
-            with open(os.path.join(out, "report.md"), "w") as fh:
-                fh.write(report.study_markdown(d))
-        except ImportError:
+        except ImportError:  # matplotlib is optional (the `cli` extra): no plot without it
             pass
     return d

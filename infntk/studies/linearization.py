@@ -21,7 +21,7 @@ import numpy as np
 
 from infntk.linearize import linearize
 from infntk.studies._common import Timer, load_digits_split, make_model, pyplot, write_json
-from infntk.training import TrainConfig, accuracy, train_side_by_side
+from infntk.training import TrainConfig, train_side_by_side
 
 __all__ = ["run_linearization"]
 
