@@ -34,8 +34,22 @@ EPILOG = """[b]Examples[/b]
 
   infntk demo
 
-Architectures are written in the layer algebra: [b]>>[/b] in series, [b]+[/b] sums branches, [b]|[/b] concatenates them. Layers: Dense, Conv, AvgPool, GlobalAvgPool, Flatten, Identity, LayerNorm and the activations Relu, ABRelu, LeakyRelu, Abs, Erf, Gelu, Sin, Cos, Exp, Gaussian, Rbf, Sign, Monomial, RectifiedMonomial, Polynomial, Hermite.
+Architectures are written in the layer algebra: [b]>>[/b] in series, [b]+[/b] sums branches, [b]|[/b] concatenates them. {layers}
 """
+
+
+def layer_list() -> str:
+    """The help text's list of layers: those architecture strings accept (:data:`infntk.arch.LAYERS`,
+    read from the layer registry), the activations apart."""
+    from infntk.arch import LAYERS
+    from infntk.layers.registry import is_activation
+
+    acts = [n for n in LAYERS if is_activation(n)]
+    others = [n for n in LAYERS if not is_activation(n)]
+    return f"Layers: {', '.join(others)} and the activations {', '.join(acts)}."
+
+
+EPILOG = EPILOG.format(layers=layer_list())
 
 app = typer.Typer(
     name="infntk",

@@ -1,8 +1,8 @@
 """Shared plumbing of the ``infntk`` command: errors and exit codes, JSON output, progress, options.
 
 Exit codes: 0 success; 2 bad usage or bad input (``InfntkError``: bad architecture, bad data, bad
-option values); 1 a computation failed or a feature is not in this build. Errors print one line (an
-architecture error adds the caret excerpt) and no traceback unless ``--debug`` is given.
+option values); 1 a computation failed. Errors print one line (an architecture error adds the caret
+excerpt) and no traceback unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -30,10 +30,6 @@ class _State:
 
 
 state = _State()
-
-
-class Unavailable(RuntimeError):
-    """A feature whose module is not part of this build (exit 1)."""
 
 
 class UsageProblem(InfntkError):
@@ -83,10 +79,6 @@ def guarded(as_json: bool = False):
         if state.debug:
             traceback.print_exc()
         fail(str(e), 2, as_json)
-    except Unavailable as e:
-        if state.debug:
-            traceback.print_exc()
-        fail(str(e), 1, as_json)
     except Exception as e:  # a computation failure
         if state.debug:
             traceback.print_exc()
@@ -168,9 +160,16 @@ def load_model(arch: str, width: Optional[int] = None):
 
 
 def needs_images(desc) -> bool:
-    from infntk.arch import iter_calls
+    """Whether a layer of the model refuses flat ``(batch, features)`` inputs (convolutions,
+    pooling: asked of the layers themselves, so no list of names to keep up to date)."""
+    from infntk.arch import build, iter_calls
 
-    return any(c.name in ("Conv", "AvgPool", "GlobalAvgPool") for c in iter_calls(desc))
+    for call in iter_calls(desc):
+        try:
+            build(call).output_shape((1, 64))
+        except InfntkError:
+            return True
+    return False
 
 
 def load_data(source: str, desc=None, label_column=None, limit=None, quiet=False):
@@ -182,22 +181,6 @@ def load_data(source: str, desc=None, label_column=None, limit=None, quiet=False
         if not quiet:
             err.print("[dim]note: convolutional model: using digits as 8x8x1 images[/dim]")
     return load(source, label_column=label_column, limit=limit)
-
-
-def optional(module: str, attr: Optional[str] = None) -> Any:
-    """Import ``module`` (and get ``attr``) if this build has it, else None.
-
-    Only a missing module/attribute counts as absent: an error *inside* the module propagates.
-    """
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (module == e.name or module.startswith(e.name + ".")):
-            return None
-        raise
-    return getattr(mod, attr, None) if attr else mod
 
 
 def kernel_fn(model):

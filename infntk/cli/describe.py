@@ -79,61 +79,10 @@ def _fmt_shape(shape):
     return "(" + ", ".join(["N"] + [str(s) for s in shape[1:]]) + ")"
 
 
-def activation_duals(desc, latex: bool):
-    """Each distinct activation's dual T = E[phi(u)phi(v)] and T' = dT/dq12 (from ``layer.dual``)."""
-    from infntk.arch import build, iter_calls, to_string
-
-    rows, seen = [], set()
-    for call in iter_calls(desc):
-        text = to_string(call)
-        if text in seen:
-            continue
-        seen.add(text)
-        dual = getattr(build(call), "dual", None)
-        if dual is None:
-            continue
-        fmt = _latex if latex else str
-        rows.append({"layer": text, "method": getattr(dual, "method", None),
-                     "phi": fmt(dual.phi) if getattr(dual, "phi", None) is not None else None,
-                     "T": fmt(dual.nngp) if getattr(dual, "nngp", None) is not None else None,
-                     "dT": fmt(dual.dnngp) if getattr(dual, "dnngp", None) is not None else None})
-    return rows
-
-
-def _latex(expr):
-    import sympy
-
-    return sympy.latex(expr)
-
-
-def recursion_text(model, latex: bool, input_shape=None):
-    """The kernel recursion from ``model.recursion()`` if this build has it: (text, note)."""
-    import inspect
-
-    rec = getattr(model, "recursion", None)
-    if rec is None:
-        return None, ("kernel recursion: not available in this build (model.recursion() is "
-                      "missing); showing the activation duals instead")
-    try:
-        takes_shape = "input_shape" in inspect.signature(rec).parameters
-    except (TypeError, ValueError):
-        takes_shape = False
-    r = rec(input_shape=input_shape) if takes_shape and input_shape is not None else rec()
-    if latex:
-        for name in ("latex", "to_latex", "_repr_latex_"):
-            f = getattr(r, name, None)
-            if f is not None:
-                return (f() if callable(f) else f), None
-        if isinstance(r, str):
-            return r, None
-        import sympy
-
-        return sympy.latex(r), None
-    for name in ("text", "to_text"):
-        f = getattr(r, name, None)
-        if f is not None:
-            return (f() if callable(f) else f), None
-    return str(r), None
+def recursion_text(model, latex: bool, input_shape) -> str:
+    """The model's kernel recursion (``model.recursion()``) as text or LaTeX."""
+    rec = model.recursion(input_shape=input_shape)
+    return rec.latex() if latex else rec.text()
 
 
 def describe(
@@ -158,8 +107,7 @@ def describe(
         full = (1,) + shape
         rows, out_shape = layer_rows(desc, full)
         total = _shape_params(model, full)[1]
-        rec, note = recursion_text(model, latex, full)
-        duals = activation_duals(desc, latex) if rec is None else []
+        rec = recursion_text(model, latex, full)
         if as_json:
             emit_json({
                 "ok": True, "arch": text, "input_shape": list(shape),
@@ -167,7 +115,6 @@ def describe(
                 "layers": [{"depth": d, "layer": t, "output_shape": ["N", *s[1:]], "params": n}
                            for d, t, s, n in rows],
                 "recursion": rec, "recursion_format": "latex" if latex else "text",
-                "activation_duals": duals, "note": note,
             })
             return
         from rich.table import Table
@@ -183,18 +130,5 @@ def describe(
         table.add_section()
         table.add_row("", "total", _fmt_shape(out_shape), f"{total:,}")
         out.print(table)
-        if rec is not None:
-            out.print("\n[b]kernel recursion[/b]" + (" (LaTeX)" if latex else ""))
-            out.print(rec, markup=False)
-        else:
-            out.print(f"[dim]{note}[/dim]")
-        for d in duals:
-            out.print(f"\n[b]{d['layer']}[/b]  (dual: {d['method']})")
-            if latex:
-                out.print(f"  \\phi(x) = {d['phi']}", markup=False)
-                out.print(f"  T(q_{{11}}, q_{{12}}, q_{{22}}) = {d['T']}", markup=False)
-                out.print(f"  T'(q_{{11}}, q_{{12}}, q_{{22}}) = {d['dT']}", markup=False)
-            else:
-                out.print(f"  phi(x)             = {d['phi']}", markup=False)
-                out.print(f"  T(q11, q12, q22)   = E[phi(u) phi(v)] = {d['T']}", markup=False)
-                out.print(f"  T'(q11, q12, q22)  = dT/dq12 = {d['dT']}", markup=False)
+        out.print("\n[b]kernel recursion[/b]" + (" (LaTeX)" if latex else ""))
+        out.print(rec, markup=False)

@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from infntk.cli.common import (Timer, Unavailable, UsageProblem, check_out, emit_json, err, guarded, load_data,
-                               load_model, optional, out, parse_get, parse_ints, progress,
-                               setup_jax)
+from infntk.cli.common import (Timer, UsageProblem, check_out, emit_json, err, guarded, load_data,
+                               load_model, out, parse_get, parse_ints, progress, setup_jax)
 
 EPILOG = """[b]Examples[/b]
 
@@ -27,18 +26,6 @@ The tile size follows --memory (bytes per device, e.g. 2GB) unless --tile is giv
 
 #: Up to this many kernel entries, inputs without spatial axes are computed in one piece.
 DIRECT_ENTRIES = 1_000_000
-
-
-def _tiled(model, x1, x2, get, tile, memory, scheduler, store, show, dtype):
-    """Compute with ``infntk.kernel_matrix`` (tiled, memory-bounded) when this build has it."""
-    km = optional("infntk", "kernel_matrix") or optional("infntk.tiling", "kernel_matrix")
-    if km is None:
-        if tile or memory or scheduler or store:
-            raise Unavailable("--tile/--memory/--scheduler/.zarr output need infntk.kernel_matrix "
-                              "(infntk/tiling), which is not available in this build")
-        return None
-    return km(model, x1, x2, get=get, tile=tile, memory_budget=memory, store=store,
-              scheduler=scheduler, progress=show, dtype=dtype)
 
 
 def _as_arrays(res, get):
@@ -115,15 +102,18 @@ def kernel(
         small = (x1.ndim == 2 and x1.shape[0] * n2 <= DIRECT_ENTRIES
                  and not (tile_v or memory or scheduler or store))
         with Timer() as timer:
-            show = not as_json and err.is_terminal
-            res = None if small else _tiled(model, x1, xb, gets, tile_v, memory, scheduler, store,
-                                            show, dtype)
-            backend = "tiled" if scheduler is None else f"dask {scheduler}"
-            if res is None:
+            if small:
                 backend = "direct"
                 with progress(not as_json) as bar:
                     bar.add_task(f"kernel {','.join(gets)}", total=None)
                     res = model.kernel(x1, xb, get=gets)
+            else:  # tiled, memory-bounded (infntk.kernel_matrix)
+                from infntk.tiling import kernel_matrix
+
+                backend = "tiled" if scheduler is None else f"dask {scheduler}"
+                res = kernel_matrix(model, x1, xb, get=gets, tile=tile_v, memory_budget=memory,
+                                    store=store, scheduler=scheduler,
+                                    progress=not as_json and err.is_terminal, dtype=dtype)
             if store is not None:  # lazy StoredGram handles: report, do not load
                 handles = {g: (res if len(gets) == 1 else getattr(res, g)) for g in gets}
                 shape = tuple(getattr(next(iter(handles.values())), "shape", ()))

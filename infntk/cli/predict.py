@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from infntk.cli.common import (Timer, Unavailable, UsageProblem, emit_json, err, guarded,
-                               kernel_fn, load_data, load_model, optional, out, progress,
-                               setup_jax)
+from infntk.cli.common import (Timer, UsageProblem, emit_json, err, guarded, kernel_fn, load_data,
+                               load_model, out, progress, setup_jax)
 
 EPILOG = """[b]Examples[/b]
 
@@ -44,11 +43,10 @@ def predict_mean(model, x_train, y_train, x_test, kernel, t, diag_reg, learning_
     """Mean prediction of the infinite ensemble via ``infntk.predict.gradient_descent_mse_ensemble``."""
     import numpy as np
 
-    gd = optional("infntk.predict", "gradient_descent_mse_ensemble")
-    if gd is None:
-        raise Unavailable("infntk predict needs infntk.predict.gradient_descent_mse_ensemble, "
-                          "which is not available in this build")
-    fn = gd(kernel_fn(model), x_train, y_train, learning_rate=learning_rate, diag_reg=diag_reg)
+    from infntk.predict import gradient_descent_mse_ensemble
+
+    fn = gradient_descent_mse_ensemble(kernel_fn(model), x_train, y_train,
+                                       learning_rate=learning_rate, diag_reg=diag_reg)
     res = fn(t=t, x_test=x_test, get=kernel, compute_cov=False)
     if hasattr(res, "shape"):  # compute_cov=False with a string get: the mean itself
         return np.asarray(res)

@@ -1,19 +1,19 @@
 """``infntk converge`` and ``infntk study ...``: finite-width studies from ``infntk.studies``.
 
 These commands are thin: they parse the architecture and options, then call the study functions of
-``infntk.studies`` (the library side of ``validation/``). A build without a study says so and exits 1.
+``infntk.studies`` (the library side of ``validation/``), imported when a command runs.
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import os
 from typing import Optional
 
 import typer
 
-from infntk.cli.common import (Timer, Unavailable, UsageProblem, emit_json, guarded, load_model,
-                               optional, out, parse_ints, progress, setup_jax)
+from infntk.cli.common import (Timer, UsageProblem, emit_json, guarded, load_model, out, parse_ints,
+                               progress, setup_jax)
 from infntk.cli.common import err
 
 CONVERGE_EPILOG = """[b]Examples[/b]
@@ -37,31 +37,9 @@ Reproductions of Ortiz-Jimenez, Moosavi-Dezfooli & Frossard (NeurIPS 2021) on sc
 """
 
 
-def _study_fn(module: str, names=("run", "main")):
-    mod = optional(f"infntk.studies.{module}")
-    if mod is None:
-        raise Unavailable(f"infntk.studies.{module} is not available in this build")
-    for n in names:
-        fn = getattr(mod, n, None)
-        if callable(fn):
-            return fn
-    raise Unavailable(f"infntk.studies.{module} has no {' or '.join(names)}() in this build")
-
-
-def _call(fn, **given):
-    """Call a study with the options it accepts (by name); refuse options it does not take."""
-    params = inspect.signature(fn).parameters
-    var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kw = {}
-    for name, value in given.items():
-        if value is None:
-            continue
-        if name in params or var_kw:
-            kw[name] = value
-        else:
-            raise UsageProblem(f"--{name.replace('_', '-')} is not an option of "
-                               f"{fn.__module__}.{fn.__name__} in this build")
-    return fn(**kw)
+def _study_fn(name: str):
+    """``infntk.studies.<name>.run_<name>``, the library function behind ``infntk study <name>``."""
+    return getattr(importlib.import_module(f"infntk.studies.{name}"), f"run_{name}")
 
 
 def _prepare_out(path: Optional[str], force: bool) -> Optional[str]:
@@ -129,9 +107,9 @@ def converge(
         if len(ws) < 2:
             raise UsageProblem("--widths: give at least two widths to fit a slope")
         desc, model, text = load_model(arch)
-        fn = _study_fn("convergence")
         from infntk.cli.common import load_data
         from infntk.data import standardize as _std
+        from infntk.studies.convergence import run
 
         ds = load_data(data, desc, None, limit, quiet=as_json)
         x = ds.x
@@ -140,8 +118,8 @@ def converge(
         out_path = _prepare_out(out_dir, force)
         show = not as_json and err.is_terminal
         with Timer() as timer:
-            res = _call(fn, arch=text, x=x.astype(dtype), widths=ws, seeds=seeds, out=out_path,
-                        ntk_channels=ntk_channels, n_boot=n_boot, seed=seed, progress=show)
+            res = run(arch=text, x=x.astype(dtype), widths=ws, seeds=seeds, out=out_path,
+                      ntk_channels=ntk_channels, n_boot=n_boot, seed=seed, progress=show)
         _report("convergence", res, timer.seconds, as_json, out_path)
 
 
@@ -169,7 +147,7 @@ def _make_study(name: str, help_text: str):
             if arch not in ("mlp", "cnn"):
                 raise UsageProblem(f"--arch must be mlp or cnn for the {name} study, got {arch!r}")
             setup_jax(dtype)
-            fn = _study_fn(name, names=(f"run_{name}",))
+            fn = _study_fn(name)
             out_path = _prepare_out(out_dir, force)
             kw = dict(QUICK) if quick else {}
             for k, v in (("n_train", n_train), ("n_test", n_test), ("epochs", epochs),
@@ -180,7 +158,7 @@ def _make_study(name: str, help_text: str):
                 kw["ks"] = (2, 3, 5)
             with progress(not as_json) as bar, Timer() as timer:
                 bar.add_task(f"{name} study ({arch})", total=None)
-                res = _call(fn, arch=arch, out_dir=out_path, seed=seed, **kw)
+                res = fn(arch=arch, out_dir=out_path, seed=seed, **kw)
             _report(name, res, timer.seconds, as_json, out_path)
 
     command.__doc__ = help_text
