@@ -1,8 +1,12 @@
 """Every layer joins the generic contract tests through one entry here.
 
 An entry is ``name -> (model containing the layer, input shape)``; the model is the layer itself
-where it can stand alone, or the smallest sensible context around it.
+where it can stand alone, or the smallest sensible context around it. Every public layer class needs
+at least one entry (tests/layers/test_registry.py checks it), so a new layer cannot skip the
+contract tests.
 """
+import sympy
+
 import infntk as nk
 
 IMG = (3, 6, 6, 2)
@@ -50,6 +54,7 @@ REGISTRY = {
     "RectifiedMonomial": (nk.Dense(6) >> nk.RectifiedMonomial(2), VEC),
     "Polynomial": (nk.Dense(6) >> nk.Polynomial((0.1, -0.5, 0.3, 0.2)), VEC),
     "Hermite": (nk.Dense(6) >> nk.LayerNorm() >> nk.Hermite(3), VEC),
+    "Activation": (nk.Dense(6) >> nk.Activation(sympy.Symbol("x") ** 3 - 2 * sympy.Symbol("x")), VEC),
     "Relu-on-conv": (nk.Conv(4, (3, 3), padding="SAME") >> nk.Relu(), IMG),
     # branching
     "Sum-residual": (nk.Dense(6) >> ((nk.Relu() >> nk.Dense(6)) + nk.Identity()), VEC),
