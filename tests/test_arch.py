@@ -345,8 +345,22 @@ def test_fuzz_mutated_trees(d, pos, junk):
 
 def test_whitelist_is_the_public_layer_set():
     import infntk
-    missing = [n for n in A.LAYERS if not callable(getattr(infntk, n, None))]
-    assert missing == []
+    from infntk.layers import registry
+    assert A.LAYERS == registry.names("arch")
+    assert all(A._resolve(n) is getattr(infntk, n) for n in A.LAYERS)
+    # the other public names (bases, composites, stax plumbing, Activation) are not layer calls
+    others = sorted(set(infntk.layers.__all__) - set(A.LAYERS))
+    assert {"Layer", "Activation", "Serial", "FanOut", "serial"} <= set(others)
+    for name in others:
+        with pytest.raises(ArchSyntaxError, match=f"unknown layer '{name}'"):
+            parse(f"Dense(2) >> {name}()")
+
+
+def test_width_layers_are_the_layers_with_weights():
+    assert A.WIDTH_LAYERS == ("Dense", "Conv")
+    d = parse("Dense(out_dim=8) >> Relu() >> Conv(out_chan=4, filter_shape=(2,)) >> Dense(1)")
+    assert to_string(with_width(d, 3)) == ("Dense(out_dim=3) >> Relu() >> "
+                                           "Conv(out_chan=3, filter_shape=(2,)) >> Dense(1)")
 
 
 @settings(max_examples=150, deadline=None)

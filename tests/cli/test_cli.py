@@ -193,6 +193,21 @@ def test_help_everywhere_shows_examples():
         assert "Examples" in r.output and "infntk " in r.output, args
 
 
+def test_help_lists_the_architecture_layers():
+    """The root help's layer list is arch.LAYERS (derived from the layer registry), activations apart."""
+    from typer.testing import CliRunner
+
+    from infntk.arch import LAYERS
+    from infntk.cli import app, layer_list
+    from infntk.layers.registry import is_activation
+    text = layer_list()
+    head, acts = text.removeprefix("Layers: ").removesuffix(".").split(" and the activations ")
+    assert head.split(", ") == [n for n in LAYERS if not is_activation(n)]
+    assert acts.split(", ") == [n for n in LAYERS if is_activation(n)]
+    r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "1000", "NO_COLOR": "1"})
+    assert r.exit_code == 0 and text in " ".join(r.output.replace("│", " ").split())
+
+
 def test_computation_failure_exits_1(monkeypatch, capsys):
     """A failure inside the computation: exit 1, one line, no traceback (in-process)."""
     from infntk import cli
