@@ -30,10 +30,10 @@ maps in strided order for the transposed write), and the diagonal blocks are wri
 
 Example:
     >>> import jax.numpy as jnp, numpy as np, infntk as nk
-    >>> from infntk import blocking
+    >>> from infntk import blocking, driver
     >>> model = nk.Dense(8) >> nk.Relu() >> nk.Dense(1)
     >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)))
-    >>> run = lambda a, b: (model.kernel_map_model(model._input_kernel(a, b, "ntk")).ntk,)
+    >>> run = lambda a, b: (driver.kernel_state(model, a, b, "ntk").ntk,)
     >>> blocked = blocking.blocked_kernel(run, x, None, block=3, swap=((1, 0),))[0]
     >>> bool(jnp.allclose(blocked, model.kernel(x, get="ntk"), rtol=1e-5, atol=0))
     True

@@ -14,6 +14,8 @@ from typing import Optional
 
 import numpy as np
 
+from .results import canonicalize_get, package
+
 
 def load_digits_split():
     from sklearn.datasets import load_digits
@@ -78,11 +80,8 @@ def _from_gram(k, a, b, get, n):
     """A kernel_fn over precomputed Gram matrices, indexed by integer 'inputs'."""
     ia = np.asarray(a)[:, 0].astype(int)
     ib = ia if b is None else np.asarray(b)[:, 0].astype(int)
-    if isinstance(get, str):
-        return np.asarray(getattr(k, get))[np.ix_(ia, ib)]
-    names = ("nngp", "ntk") if get is None else tuple(get)
-    import collections
-    return collections.namedtuple("K", names)(*(np.asarray(getattr(k, g))[np.ix_(ia, ib)] for g in names))
+    single, names = canonicalize_get(get, ("nngp", "ntk"), "demo kernel_fn")
+    return package({g: np.asarray(getattr(k, g))[np.ix_(ia, ib)] for g in names}, single, names)
 
 
 def svc_baseline(x_train, y_train, x_test, y_test) -> float:

@@ -18,6 +18,7 @@ arithmetic on the fields of the :class:`~infntk.kernel.Kernel` state and a small
 ``ops.run(branch, k, i)``       a branch (a sub-model) on the state ``k``
 ``ops.same_source(a, b)``       whether two states are the same Gaussian pre-activation
 ``ops.sqrt(a)``                 square root
+``ops.fraction(a, b)``          the number :math:`a/b` (exact on sympy)
 ==============================  ====================================================================
 
 Two implementations exist: :class:`ArrayOps` here (``jax.numpy``; ``model.kernel``) and
@@ -87,6 +88,9 @@ class ArrayOps:
 
     def sqrt(self, a):
         return jnp.sqrt(a)
+
+    def fraction(self, a, b):
+        return a / b
 
     # -- elementwise features --------------------------------------------------------------------
     def activate(self, feature, base: Kernel) -> Kernel:

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import collections
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import InfntkError
 
@@ -39,27 +39,28 @@ def namedtuple_class(name: str, fields: Tuple[str, ...]) -> type:
     return _TUPLES[key]
 
 
-def canonicalize_get(get: Any, allowed: Tuple[str, ...], where: str,
+def canonicalize_get(get: Any, allowed: Optional[Tuple[str, ...]], where: str,
                      default: Tuple[str, ...] = DEFAULT_GET) -> Tuple[bool, Tuple[str, ...]]:
     """``(is_single_string, tuple of lower-case names)``; ``None`` means ``default``.
 
+    ``allowed=None`` accepts any name: for a function that passes ``get`` on to a model whose names
+    it does not know (:func:`infntk.tiling.kernel_matrix`), which then reports a missing one.
+
     Raises :class:`~infntk.errors.InfntkError` naming ``where`` for an empty ``get``, entries that
-    are not strings, repeated entries and names outside ``allowed``.
+    are not non-empty strings, repeated entries and names outside ``allowed``.
     """
     if get is None:
         return False, tuple(default)
     single = isinstance(get, str)
-    if not single and not isinstance(get, (tuple, list)):
-        raise InfntkError(f"{where}: `get` must be a string or a tuple of strings, got {get!r}.")
-    names = (get,) if single else tuple(get)
-    if not names:
+    names = (get,) if single else tuple(get) if isinstance(get, (tuple, list)) else None
+    if names == ():
         raise InfntkError(f"{where}: `get` must be non-empty.")
-    if not all(isinstance(g, str) for g in names):
-        raise InfntkError(f"{where}: `get` must be a string or a tuple of strings, got {get!r}.")
+    if names is None or not all(isinstance(g, str) and g for g in names):
+        raise InfntkError(f"{where}: `get` must be a non-empty string or a tuple of them, got {get!r}.")
     names = tuple(g.lower() for g in names)
     if len(set(names)) < len(names):
         raise InfntkError(f"{where}: entries of `get` must be unique, got {get!r}.")
-    bad = [g for g in names if g not in allowed]
+    bad = [] if allowed is None else [g for g in names if g not in allowed]
     if bad:
         raise InfntkError(f"{where}: unknown get={bad[0]!r}; expected some of {tuple(allowed)}.")
     return single, names

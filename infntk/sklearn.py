@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -44,7 +43,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import InfntkError
+from .layers import Dense, Relu
 from .predict import gradient_descent_mse_ensemble
+from .results import canonicalize_get, package
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -65,8 +66,7 @@ class ReluKernel:
     :math:`K^0`, :math:`T = \frac{\sqrt{K^0_{xx}K^0_{x'x'}}}{2\pi}(\sin\theta + (\pi - \theta)\cos\theta)`
     and :math:`\dot T = \frac{\pi - \theta}{2\pi}` (Cho & Saul 2009):
     :math:`K = \sigma_w^2 T + \sigma_b^2`, :math:`\Theta = K + \sigma_w^2 K^0 \dot T`.
-    A dependency-free numpy stand-in for the same infntk model, used by :func:`default_model`
-    when the layer engine is unavailable.
+    The same kernels as :func:`default_model`'s, in numpy, independently of the layer engine.
 
     Example:
         >>> import numpy as np
@@ -91,30 +91,14 @@ class ReluKernel:
         th = np.arccos(cos)
         nngp = w2 * norm / (2 * np.pi) * (np.sin(th) + (np.pi - th) * cos) + b2
         ntk = nngp + w2 * k12 * (np.pi - th) / (2 * np.pi)
-        out = {"nngp": nngp, "ntk": ntk}
-        if isinstance(get, str):
-            return out[get]
-        return _Kernels(nngp, ntk)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Kernels:
-    nngp: Any
-    ntk: Any
+        single, names = canonicalize_get(get, ("nngp", "ntk"), "ReluKernel.kernel")
+        return package({"nngp": nngp, "ntk": ntk}, single, names)
 
 
 def default_model(W_std: float = 1.5, b_std: float = 0.05):
-    """``Dense(512, W_std, b_std) >> Relu() >> Dense(1, W_std, b_std)`` from infntk's layers if they
-    are usable, else the identical closed form :class:`ReluKernel` (the kernels do not depend on
-    the width 512)."""
-    try:
-        import infntk as nk
-        model = (nk.Dense(512, W_std=W_std, b_std=b_std) >> nk.Relu()
-                 >> nk.Dense(1, W_std=W_std, b_std=b_std))
-        model.kernel(np.zeros((1, 1)), None, get="ntk")
-        return model
-    except Exception:  # the layer engine is optional here
-        return ReluKernel(W_std=W_std, b_std=b_std)
+    """``Dense(512, W_std, b_std) >> Relu() >> Dense(1, W_std, b_std)`` (its kernels are those of
+    :class:`ReluKernel`; they do not depend on the width 512)."""
+    return Dense(512, W_std=W_std, b_std=b_std) >> Relu() >> Dense(1, W_std=W_std, b_std=b_std)
 
 
 def _check_params(est) -> None:

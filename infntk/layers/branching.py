@@ -254,7 +254,7 @@ class Concat(_Branching):
         return jnp.concatenate([b.apply(p, x, **kwargs) for b, p in zip(self.branches, params)], -1)
 
     def kernel_map(self, k: Kernel, ops) -> Kernel:
-        return concat_kernels(self, self.branch_kernels(k, ops))
+        return concat_kernels(self, self.branch_kernels(k, ops), ops)
 
 
 @frozen
@@ -284,7 +284,7 @@ class ConcatAlong(_Branching):
         ndim = len(ks[0].shape1)
         a = FanInConcat(self.axis).resolved_axis(ndim)
         if a == ndim - 1:
-            return concat_kernels(self, ks)
+            return concat_kernels(self, ks, ops)
         return concat_spatial_kernels(self, ks, a - 1, [b.ends_fresh() for b in self.branches], ops)
 
 
@@ -526,7 +526,7 @@ def _add_independent(layer: Layer, ka: Kernel, kb: Kernel, ops) -> Kernel:
                       is_input=False, pre=None, feature=None)
 
 
-def concat_kernels(layer: Layer, ks: Sequence[Kernel]) -> Kernel:
+def concat_kernels(layer: Layer, ks: Sequence[Kernel], ops) -> Kernel:
     r"""Concatenation along channels: :math:`K = \sum_i (C_i / C) K_i`."""
     shape1 = fan_in_concat_shape(layer, [k.shape1 for k in ks])
     shape2 = fan_in_concat_shape(layer, [k.shape2 for k in ks])
@@ -536,9 +536,9 @@ def concat_kernels(layer: Layer, ks: Sequence[Kernel]) -> Kernel:
         parts = [getattr(k, name) for k in ks]
         if any(p is None for p in parts):
             return None
-        out = parts[0] * (ks[0].shape1[-1] / total)
+        out = parts[0] * ops.fraction(ks[0].shape1[-1], total)
         for k, p in zip(ks[1:], parts[1:]):
-            out = out + p * (k.shape1[-1] / total)
+            out = out + p * ops.fraction(k.shape1[-1], total)
         return out
 
     return ks[0].replace(nngp=mix("nngp"), ntk=mix("ntk"), cov1=mix("cov1"), cov2=mix("cov2"),

@@ -1,8 +1,11 @@
-"""Output containers and the ``get`` convention shared by the prediction functions (internal)."""
+"""The prediction functions' output container and their reading of kernels by name (internal).
+
+``get`` itself is normalised by :func:`infntk.results.canonicalize_get`; a tuple ``get`` returns
+the named tuple :data:`GAUSSIANS` (:func:`infntk.results.package`).
+"""
 from __future__ import annotations
 
-import collections
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, NamedTuple
 
 from ..errors import InfntkError
 
@@ -19,40 +22,8 @@ class Gaussian(NamedTuple):
     covariance: Any
 
 
-_TUPLES: Dict[Tuple[str, Tuple[str, ...]], type] = {}
-
-
-def namedtuple_class(name: str, fields: Tuple[str, ...]) -> type:
-    key = (name, fields)
-    if key not in _TUPLES:
-        _TUPLES[key] = collections.namedtuple(name, fields)
-    return _TUPLES[key]
-
-
-def canonicalize_get(get: Any, allowed: Tuple[str, ...], where: str) -> Tuple[bool, Tuple[str, ...]]:
-    """``(is_single_string, tuple of lower-case names)``; ``None`` means ``('nngp', 'ntk')``."""
-    if get is None:
-        return False, ("nngp", "ntk")
-    single = isinstance(get, str)
-    names = (get,) if single else tuple(get)
-    if not names:
-        raise InfntkError(f"{where}: `get` must be non-empty.")
-    if not all(isinstance(g, str) for g in names):
-        raise InfntkError(f"{where}: `get` must be a string or a tuple of strings, got {get!r}.")
-    names = tuple(g.lower() for g in names)
-    if len(set(names)) < len(names):
-        raise InfntkError(f"{where}: entries of `get` must be unique, got {get!r}.")
-    bad = [g for g in names if g not in allowed]
-    if bad:
-        raise InfntkError(f"{where}: `get` can only contain {allowed}, got {tuple(bad)}.")
-    return single, names
-
-
-def package(out: Dict[str, Any], single: bool, names: Tuple[str, ...], name: str = "Gaussians") -> Any:
-    """A single value for a string ``get``, else a namedtuple ``name`` with fields in ``get`` order."""
-    if single:
-        return out[names[0]]
-    return namedtuple_class(name, names)(*(out[g] for g in names))
+GAUSSIANS = "Gaussians"
+"""Name of the named tuple a tuple ``get`` returns (one field per name)."""
 
 
 def get_attr(k: Any, g: str, where: str, what: str) -> Any:

@@ -26,17 +26,16 @@ of Any Depth Evolve as Linear Models Under Gradient Descent", NeurIPS 2019 (arXi
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InfntkError
+from ..results import canonicalize_get, package
 from ._layout import Layout, to_numpy64
-from ._outputs import Gaussian, canonicalize_get, package
-from ._solvers import (DEFAULT_MAX_COND, KernelOperator, TrainKernel, decay, inv_expm1, matmul,
-                       resolve_solver)
+from ._outputs import GAUSSIANS, Gaussian
+from ._solvers import DEFAULT_MAX_COND, KernelOperator, TrainKernel, decay, inv_expm1
 from .gp import posterior_cov
 from .mse import times
 
@@ -172,13 +171,13 @@ def gradient_descent_mse_ensemble(kernel_fn: Any, x_train: Any, y_train: Any, le
         if not finite:
             for g in names:
                 out[g] = _infinite(g, layout, train, kdd_raw, ktd_raw, ntt_raw, compute_cov)
-            return package(out, single, names)
+            return package(out, single, names, GAUSSIANS)
 
         s, t_shape = times(t, learning_rate, _WHERE)
         s = s / norm
         for g in names:
             out[g] = _finite(g, s, t_shape, layout, train, ktd_raw, ntt_raw, compute_cov)
-        return package(out, single, names)
+        return package(out, single, names, GAUSSIANS)
 
     return predict_fn
 

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InfntkError
+from ..results import canonicalize_get, package
 from ._layout import Layout
-from ._outputs import Gaussian, canonicalize_get, get_attr, has_attr, package
+from ._outputs import GAUSSIANS, Gaussian, get_attr, has_attr
 from ._solvers import DEFAULT_MAX_COND, TrainKernel, matmul
 
 _WHERE = "gp_inference"
@@ -127,7 +128,7 @@ def gp_inference(k_train_train: Any, y_train: Any, diag_reg: float = 0.,
                 continue
             cov = posterior_cov(g, train, layout, k_train_train, k_test_train, k_test_test, ktd, test_shape)
             out[g] = Gaussian(jnp.asarray(mean), jnp.asarray(layout.unflatten_cov(cov, test_shape)))
-        return package(out, single, names)
+        return package(out, single, names, GAUSSIANS)
 
     return predict_fn
 

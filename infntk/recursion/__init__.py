@@ -165,7 +165,7 @@ def symbolic_shape(model) -> tuple:
 
 
 def input_state(shape, full: bool, ops: SymbolicOps) -> Kernel:
-    """The symbolic state of the raw inputs: :math:`K^{(0)}, K^{(0)}_{11}, K^{(0)}_{22}, \Theta^{(0)}`."""
+    r"""The symbolic state of the raw inputs: :math:`K^{(0)}, K^{(0)}_{11}, K^{(0)}_{22}, \Theta^{(0)}`."""
     k11, k, k22, th = state_symbols((0,))
     state = Kernel(nngp=k, ntk=th, cov1=k11, cov2=k22, shape1=tuple(shape), shape2=tuple(shape),
                    diagonal_spatial=not full, is_gaussian=True, is_input=True, compute_ntk=True)

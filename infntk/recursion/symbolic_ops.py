@@ -120,6 +120,9 @@ class SymbolicOps:
     def sqrt(self, a):
         return sp.sqrt(a)
 
+    def fraction(self, a, b):
+        return sp.sympify(a) / sp.sympify(b)
+
     # -- elementwise features --------------------------------------------------------------------
     def activate(self, feature, base: Kernel) -> Kernel:
         T, dT = self._duals(feature)

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from infntk.errors import InfntkError
+from infntk.results import canonicalize_get
 
 
 def x64_enabled() -> bool:
@@ -40,11 +41,10 @@ def ensure_x64(x64: bool) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def _names(get):
-    return (get,) if isinstance(get, str) else tuple(get)
+def kernel_call(model, get):
+    """``(a, b) -> model.kernel(a, b, get=get)``: the function every tile (and the planner's
+    memory probes) compiles."""
 
-
-def _kernel_call(model, get):
     def f(a, b):
         return model.kernel(a, b, get=get)
 
@@ -53,14 +53,14 @@ def _kernel_call(model, get):
 
 @functools.lru_cache(maxsize=32)
 def _jitted_cached(model, get):
-    return jax.jit(_kernel_call(model, get))
+    return jax.jit(kernel_call(model, get))
 
 
 def jitted(model, get):
     try:
         return _jitted_cached(model, get)
     except TypeError:  # unhashable model
-        return jax.jit(_kernel_call(model, get))
+        return jax.jit(kernel_call(model, get))
 
 
 PAD_FRACTION = 7 / 8
@@ -99,10 +99,10 @@ def collect(out, get, dtype, diagonal: bool, shape, computed=None) -> dict:
     """Bring one tile's output to host numpy, {name: (t1, t2) array of ``dtype``}; ``computed``:
     the (padded) shape the model was called at, cropped to ``shape``."""
     computed = tuple(shape) if computed is None else tuple(computed)
-    names = _names(get)
+    single, names = canonicalize_get(get, None, "kernel_matrix")
     res = {}
     for name in names:
-        a = out if isinstance(get, str) else getattr(out, name, None)
+        a = out if single else getattr(out, name, None)
         if a is None and isinstance(out, dict):
             a = out.get(name)
         if a is None:

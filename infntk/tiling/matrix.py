@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import pathlib
@@ -30,6 +29,7 @@ import jax
 import numpy as np
 
 from infntk.errors import InfntkError
+from infntk.results import canonicalize_get, package
 from infntk.tiling import store as store_mod
 from infntk.tiling.gram import StoredGram
 from infntk.tiling.local import run_local, x64_enabled
@@ -45,13 +45,6 @@ def _version() -> str:
         import infntk
 
         return str(getattr(infntk, "__version__", "unknown"))
-
-
-def _check_get(get):
-    names = (get,) if isinstance(get, str) else tuple(get) if get is not None else ()
-    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise InfntkError(f"kernel_matrix: get must be a kernel name or a tuple of distinct names, got {get!r}")
-    return names, (get if isinstance(get, str) else names)
 
 
 def _resolve_dtype(dtype, x1, x2):
@@ -132,14 +125,15 @@ def kernel_matrix(
         ``repr`` must be deterministic (frozen dataclasses are).
       x1, x2: inputs (N1, ...) and (N2, ...); ``x2=None`` means x1 and computes only the upper
         triangle of tiles, mirroring the rest.
-      get: a kernel name (the result is one matrix) or a tuple of names (a namedtuple of matrices).
+      get: a kernel name (the result is one matrix), a tuple of names (a named tuple ``Gram`` of
+        matrices) or ``None`` (``('nngp', 'ntk')``); :func:`infntk.results.canonicalize_get`.
       tile: tile side (int) or (t1, t2); default: the largest that fits ``memory_budget``
         (see :mod:`infntk.tiling.plan`). Resuming a store without ``tile`` adopts the stored one.
       memory_budget: bytes per device (int, or '512MB', '2GiB') for the working memory of the
         tiles in flight (XLA's buffers); default: half the device memory on accelerators, a
         quarter of the RAM (at most 4 GiB) on CPU. The process holds more than this: the JAX
-        runtime and each compiled tile program (at most two with an evenly cut grid) -- about
-        230 MiB and 150 MiB each for the digits CNN-GAP of ``benchmarks/scale_digits.py``.
+        runtime and each compiled tile program (at most two with an evenly cut grid); measured
+        figures for the digits CNN-GAP are in ``benchmarks/results/scale_digits.md``.
       store: a directory: results go to a chunked zarr store there, tile by tile, atomically;
         rerunning the same call resumes, skipping verified finished tiles. A store made for another
         model/inputs/get/dtype/tile is refused with :class:`InfntkError` naming the difference.
@@ -155,7 +149,8 @@ def kernel_matrix(
       arrays (``.array``; lazy, with a blocked ``matvec``) unless ``load=True``. One matrix when
       ``get`` is a string, else a namedtuple with one field per name.
     """
-    names, get_arg = _check_get(get)
+    single, names = canonicalize_get(get, None, "kernel_matrix")  # names the model checks itself
+    get_arg = names[0] if single else names
     dt = _resolve_dtype(dtype, np.asarray(x1), None if x2 is None else np.asarray(x2))
     x1, x2 = _as_inputs(x1, x2, dt)
     if not callable(getattr(model, "kernel", None)):
@@ -224,9 +219,7 @@ def kernel_matrix(
         res = {n: (np.asarray(st.arrays[n][...]) if load else StoredGram(st.arrays[n])) for n in names}
     else:
         res = out
-    if isinstance(get, str):
-        return res[get]
-    return collections.namedtuple("Gram", names)(*(res[n] for n in names))
+    return package(res, single, names, "Gram")
 
 
 __all__ = ["kernel_matrix"]

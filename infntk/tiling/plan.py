@@ -48,6 +48,8 @@ import jax
 import numpy as np
 
 from infntk.errors import InfntkError
+from infntk.results import canonicalize_get
+from infntk.tiling.local import kernel_call
 
 _UNITS = {
     "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -118,13 +120,6 @@ class MemoryModel:
         return t
 
 
-def _kernel_fn(model, get):
-    def f(a, b):
-        return model.kernel(a, b, get=get)
-
-    return f
-
-
 def _fit(sizes, mems, out_pair_bytes, row_bytes, source):
     n = np.asarray(sizes, float)
     a = np.stack([n * n, 2 * n, np.ones_like(n)], 1)
@@ -141,7 +136,7 @@ def _fit(sizes, mems, out_pair_bytes, row_bytes, source):
 def estimate_memory(model, x1, x2, get, dtype, probe: int = 8) -> MemoryModel:
     """Fit the per-tile memory model of ``model.kernel`` (see the module docstring)."""
     dtype = np.dtype(dtype)
-    names = (get,) if isinstance(get, str) else tuple(get)
+    names = canonicalize_get(get, None, "kernel_matrix")[1]
     feat = tuple(x1.shape[1:])
     row_bytes = int(np.prod(feat, dtype=np.int64)) * dtype.itemsize
     out_pair = len(names) * dtype.itemsize
@@ -155,7 +150,7 @@ def estimate_memory(model, x1, x2, get, dtype, probe: int = 8) -> MemoryModel:
             )
         return MemoryModel(max(per_pair, out_pair), row_bytes, 0.0, "hint")
     sizes = [probe, 2 * probe, 4 * probe]
-    fn = jax.jit(_kernel_fn(model, get))
+    fn = jax.jit(kernel_call(model, get))
     mems, source = [], "compiled"
     for n in sizes:
         a = jax.ShapeDtypeStruct((n,) + feat, dtype)

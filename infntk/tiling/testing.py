@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 
@@ -36,7 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KernelPair = collections.namedtuple("KernelPair", ["nngp", "ntk"])
+from infntk.results import namedtuple_class
+
+KernelPair = namedtuple_class("KernelPair", ("nngp", "ntk"))
 
 
 def _select(out: KernelPair, get):

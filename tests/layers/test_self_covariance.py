@@ -1,4 +1,4 @@
-"""Shared self-covariances in blocked Gram matrices (infntk/layers/self_covariance.py and the
+"""Shared self-covariances in blocked Gram matrices (infntk/ops.py ArrayOps.after, infntk/driver.py and the
 ``shared`` path of infntk/layers/blocking.py): each input's covariances are computed once, the
 blocks read them, and the result is the plain blocked result to rounding."""
 import doctest
@@ -11,7 +11,8 @@ import pytest
 
 import infntk as nk
 from infntk.errors import InfntkError
-from infntk.layers import base, blocking, self_covariance
+from infntk import blocking, driver
+from infntk.ops import ArrayOps
 
 jax.config.update("jax_enable_x64", True)
 
@@ -109,7 +110,7 @@ def gram(model, x1, x2, target, share: bool, monkeypatch):
     monkeypatch.setattr(blocking, "SHARED_TRAJECTORY_BYTES",
                         512 * 2 ** 20 if share else 0)
     # a fresh compilation per setting (the compiled function is cached by its arguments)
-    return base._compiled_kernel(model, ("nngp", "ntk"), target + (0 if share else 1))(x1, x2)
+    return driver.compiled_kernel(model, ("nngp", "ntk"), target + (0 if share else 1))(x1, x2)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -151,7 +152,7 @@ def test_blocks_no_longer_compute_self_covariances(monkeypatch):
     flops = {}
     for share in (True, False):
         monkeypatch.setattr(blocking, "SHARED_TRAJECTORY_BYTES", 512 * 2 ** 20 if share else 0)
-        fn = base._compiled_kernel(model, ("nngp", "ntk"), target + (0 if share else 1))
+        fn = driver.compiled_kernel(model, ("nngp", "ntk"), target + (0 if share else 1))
         flops[share] = _flops(fn.lower(x, None).compile())
     # plain: 15 off-diagonal blocks x (4 pairs + 4 selfs) + 6 diagonal blocks x (4 pairs + 2
     # selfs) = 156 pair-sized units; shared: 15 x 4 + 6 x 6 = 96 (0.62x)
@@ -164,12 +165,13 @@ def test_injected_values_are_the_ones_used():
 
     @functools.partial(jax.jit, static_argnums=2)   # one compilation instead of op-by-op dispatch
     def run(a, b, scale):
-        with self_covariance.recording() as ta:
-            model.kernel_map_model(model.input_kernel(a))
-        with self_covariance.recording() as tb:
-            model.kernel_map_model(model.input_kernel(b))
-        with self_covariance.injecting([scale * t for t in ta], [scale * t for t in tb]):
-            return model.kernel_map_model(model.input_kernel(a, b)).ntk
+        ta, tb = ArrayOps(record=[]), ArrayOps(record=[])
+        driver.kernel_state(model, a, None, "ntk", ta)
+        driver.kernel_state(model, b, None, "ntk", tb)
+        ops = ArrayOps(inject=([scale * t for t in ta.record], [scale * t for t in tb.record]))
+        out = driver.kernel_state(model, a, b, "ntk", ops).ntk
+        ops.finish()
+        return out
 
     a, b = x[:2], x[2:]   # no input on both sides: at rho = 1 an ulp of fusion order is amplified
     np.testing.assert_allclose(run(a, b, 1.0), model.kernel(a, b, get="ntk"), rtol=1e-13)
@@ -184,10 +186,12 @@ def test_mismatched_trajectory_is_refused():
 
     def inject(edit):
         def run(a):
-            with self_covariance.recording() as t:
-                model.kernel_map_model(model.input_kernel(a))
-            with self_covariance.injecting(edit(t), edit(t)):
-                return model.kernel_map_model(model.input_kernel(a, a)).ntk
+            rec = ArrayOps(record=[])
+            driver.kernel_state(model, a, None, "ntk", rec)
+            ops = ArrayOps(inject=(edit(rec.record), edit(rec.record)))
+            out = driver.kernel_state(model, a, a, "ntk", ops).ntk
+            ops.finish()
+            return out
         return jax.eval_shape(run, x)
 
     assert inject(list).shape == (2, 2)  # the unedited trajectory is accepted
@@ -197,12 +201,12 @@ def test_mismatched_trajectory_is_refused():
         inject(lambda t: t[1:] + t[:1])
 
     def record_with_x2(a):
-        with self_covariance.recording():
-            return model.kernel_map_model(model.input_kernel(a, a)).ntk
+        return driver.kernel_state(model, a, a, "ntk", ArrayOps(record=[])).ntk
     with pytest.raises(InfntkError, match="x2 = None"):
         jax.eval_shape(record_with_x2, x)
 
 
-def test_docstring_example_runs():
-    result = doctest.testmod(self_covariance)
+@pytest.mark.parametrize("module", [driver, blocking])
+def test_docstring_example_runs(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
