@@ -47,15 +47,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: Covariance entries per quantity in one block (2**16 entries = 256 KiB in float32), measured
-#: best on a 2-core Xeon with 2 MiB L2 per core for the FC and CNN-GAP battery cases.
+#: Covariance entries per quantity in one block (2**16 entries = 256 KiB in float32): a block's
+#: intermediates of one quantity fit a core's L2 cache with room for the others (the timings that
+#: chose it are in benchmarks/results/).
 TARGET_ENTRIES = 2 ** 16
 
-#: Full spatial layouts ``(B, B, S, S', ...)`` take blocks of about this many float32 entries per
-#: quantity (1 MiB, whatever the dtype), ``B`` rounded down to a power of two: their window sums run
-#: along the spatial axes of every pair and want the block in L2. Measured interleaved with shared
-#: self-covariances (2 cores, 2 MiB L2 each), ms float32 / float64: Myrtle-like (16 x 16) B = 2:
-#: 102 / 230, B = 1: 118 / 169; CNN-GAP (8 x 8) B = 8: 204 / 520, B = 5: 226 / 401, B = 4: 204 / 310.
+#: Full spatial layouts ``(B, B, S, S', ...)`` take blocks of this factor times
+#: :data:`TARGET_ENTRIES` float32-sized entries per quantity (1 MiB, whatever the dtype), ``B``
+#: rounded down to a power of two: their window sums run along the spatial axes of every pair and
+#: want the whole block in L2.
 FULL_LAYOUT_FACTOR = 4
 
 
@@ -122,10 +122,9 @@ def _buffers(blocks, rows: int, cols: int):
 SHARED_TRAJECTORY_BYTES = 512 * 2 ** 20
 
 
-#: Sharing pays where a block's ``2 B`` self-covariances are a large share of its ``B^2`` pairs:
-#: blocks of at most this side (the full spatial layouts). Measured on 2 cores, shared / plain:
-#: Myrtle-like (B = 2) 0.73x the time in float32, 0.64x in float64; CNN-GAP (B = 8) 0.77x and 0.87x;
-#: CNN-Flatten (diagonal layout, B = 32) 1.2x and 1.1x; FC-ReLU (B = 250) 1.0x.
+#: Sharing pays where a block's ``2 B`` self-covariances are a large share of its ``B^2`` pairs
+#: (``2/B``): blocks of at most this side, i.e. the full spatial layouts. Larger blocks recompute
+#: them, which costs less than the bookkeeping of sharing.
 SHARED_MAX_BLOCK = 8
 
 
@@ -135,7 +134,8 @@ class SharedSelfCovariance(NamedTuple):
     ``record(a) -> (outputs, trajectory)`` runs the block ``K(a, a)`` (``x2 = None``) and also
     returns each layer's per-input covariance of ``a`` (arrays with ``a``'s batch axis leading);
     ``inject(a, b, trajectory_a, trajectory_b) -> outputs`` runs the block ``K(a, b)`` reading those
-    covariances instead of computing them (:mod:`infntk.layers.self_covariance`).
+    covariances instead of computing them (:class:`infntk.ops.ArrayOps` ``record``/``inject``,
+    built by :func:`infntk.driver.compiled_kernel`).
     """
 
     record: Callable
