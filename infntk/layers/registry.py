@@ -39,8 +39,8 @@ from ..errors import InfntkError
 FACADES = ("arch", "stax")
 
 # ``named_in`` of the classes that are not named by both facades, until the attribute is declared on
-# the class itself (a class attribute there wins over this table; the tests ask that every entry here
-# is still missing from its class, so the table empties as the attributes move). name -> named_in.
+# the class itself (a declaration there wins over this table; the tests ask that every entry here is
+# still undeclared by its class, so the table empties as the attributes move). name -> named_in.
 _NAMED_IN_UNTIL_ON_CLASS = {
     # arguments that are not literals: a sympy expression, or layers (the algebra writes >>, +, |;
     # stax spells these serial/parallel)
@@ -74,14 +74,24 @@ def _is_concrete(cls) -> bool:
     return "__dataclass_fields__" in vars(cls)
 
 
+def declared_named_in(cls):
+    """``named_in`` as declared by ``cls`` or a base class below ``Layer``; ``None`` if none does
+    (a default on ``Layer`` itself does not count, so the interim table above still applies)."""
+    from .base import Layer
+
+    return next((tuple(vars(c)["named_in"]) for c in cls.__mro__
+                 if c is not Layer and "named_in" in vars(c)), None)
+
+
 def named_in(name: str) -> tuple:
     """The facades (:data:`FACADES`) that spell the public layer ``name``."""
     obj = _exports().get(name)
     if _is_layer_class(obj):
         if not _is_concrete(obj):
             return ()
-        found = getattr(obj, "named_in", None)
-        found = _NAMED_IN_UNTIL_ON_CLASS.get(name, FACADES) if found is None else tuple(found)
+        found = declared_named_in(obj)
+        if found is None:
+            found = _NAMED_IN_UNTIL_ON_CLASS.get(name, FACADES)
         bad = [f for f in found if f not in FACADES]
         if bad:
             raise InfntkError(f"{name}.named_in: unknown facade(s) {bad}; expected some of {FACADES}.")

@@ -67,7 +67,7 @@ def test_interim_named_in_table_only_holds_classes_without_the_attribute():
     for name in registry._NAMED_IN_UNTIL_ON_CLASS:
         cls = registry.layer_classes().get(name)
         assert cls is not None, f"{name} is no public layer class: remove it from the table"
-        assert getattr(cls, "named_in", None) is None, f"{name} declares named_in: remove it from the table"
+        assert registry.declared_named_in(cls) is None, f"{name} declares named_in: remove it from the table"
 
 
 def test_stax_facade_has_neural_tangents_extras_only_where_listed():
