@@ -132,5 +132,4 @@ def width_argument(name: str):
     obj = _exports().get(name)
     if not (_is_layer_class(obj) and _is_concrete(obj) and getattr(obj, "is_linear", False)):
         return None
-    first = next(iter(inspect.signature(obj).parameters), None)
-    return first
+    return next(iter(inspect.signature(obj).parameters), None)
