@@ -88,7 +88,7 @@ def test_bad_input():
         kernel_matrix(m, x, inputs(5, (4,)), progress=False)
     with pytest.raises(InfntkError, match="x1 must be"):
         kernel_matrix(m, np.zeros(5), progress=False)
-    with pytest.raises(InfntkError, match="get must be"):
+    with pytest.raises(InfntkError, match="`get` must be"):
         kernel_matrix(m, x, get=(), progress=False)
     with pytest.raises(InfntkError, match="dtype must be floating"):
         kernel_matrix(m, x, dtype=np.int32, progress=False)
