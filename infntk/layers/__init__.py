@@ -10,6 +10,7 @@ from types import ModuleType as _ModuleType
 from .dense import Dense
 from .conv import Conv
 from .pooling import AvgPool, GlobalAvgPool, Flatten
+from .sum_pool import SumPool, GlobalSumPool
 from .identity import Identity
 from .normalization import LayerNorm
 from .activations import (Relu, ABRelu, LeakyRelu, Abs, Erf, Gelu, Sin, Cos, Exp, Gaussian, Rbf,
