@@ -1,7 +1,8 @@
-r"""The model's kernel recursion as an object: printable, and substitutable into a closed form.
+r"""The model's kernel recursion as an object: printable, evaluable, substitutable into a closed form.
 
-``model.recursion()`` (or ``recursion(model)``) walks the model -- ``>>``, ``+``, ``|``,
-``FanOut``/``parallel`` -- and returns an immutable :class:`Recursion`: one
+``model.recursion()`` (or ``recursion(model)``) runs the model's own kernel maps -- the same code
+``model.kernel`` runs -- on sympy (:class:`~infntk.recursion.symbolic_ops.SymbolicOps`, through the
+driver's fold and the model's plan) and returns an immutable :class:`Recursion`: one
 :class:`~infntk.recursion.steps.Step` per layer, each with the sympy equations for
 :math:`K^{(l+1)}` and :math:`\Theta^{(l+1)}` in terms of :math:`K^{(l)}, \Theta^{(l)}`:
 
@@ -19,7 +20,8 @@ with :math:`T_\phi` and :math:`T'_\phi` given by the activation's dual (:mod:`in
 pooling and LayerNorm as named operators on the covariance, and sums/concatenations of branches as
 sums/weighted sums of the branches' recursions (printed indented).
 
-For fully-connected models :meth:`Recursion.closed_form` substitutes the layers into each other and
+:meth:`Recursion.evaluate` evaluates the printed steps on arrays (:mod:`infntk.recursion.evaluate`)
+and equals ``model.kernel``. For fully-connected models :meth:`Recursion.closed_form` substitutes the layers into each other and
 returns the network's ``(nngp, ntk)`` as sympy expressions in the input statistics ``xx`` =
 :math:`\|x\|^2/d`, ``xy`` = :math:`x\cdot x'/d`, ``yy`` = :math:`\|x'\|^2/d`; :meth:`Recursion.compile`
 makes one fused JAX function of them.
