@@ -480,24 +480,14 @@ def test_nan_inf_inputs_raise(data):
 
 
 # --------------------------------------------------------------------------------------------
-# with infntk's own models (skipped until the layer engine is usable)
+# with infntk's own models
 
 
-def _real_model():
-    try:
-        import infntk as nk
-        m = nk.Dense(512, W_std=W_STD, b_std=B_STD) >> nk.Relu() >> nk.Dense(1, W_std=W_STD, b_std=B_STD)
-        m.kernel(np.zeros((1, 1)), None, get="ntk")
-        return m
-    except Exception:
-        return None
-
-
-@pytest.mark.skipif(_real_model() is None, reason="infntk layers not usable yet")
 def test_real_models_agree_with_closed_form(data):
+    import infntk as nk
     from infntk import stax
     x_train, x_test, y = data
-    model = _real_model()
+    model = nk.Dense(512, W_std=W_STD, b_std=B_STD) >> nk.Relu() >> nk.Dense(1, W_std=W_STD, b_std=B_STD)
     _, _, stax_kernel_fn = stax.serial(stax.Dense(512, W_std=W_STD, b_std=B_STD), stax.Relu(),
                                       stax.Dense(1, W_std=W_STD, b_std=B_STD))
     ref = gradient_descent_mse_ensemble(kernel_fn, x_train, y, diag_reg=1e-3)

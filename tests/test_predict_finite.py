@@ -20,14 +20,13 @@ expectation is the ensemble mean), and measure :math:`d = f_t - g`:
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
-import jax.numpy as jnp  # noqa: E402
-
-nk = pytest.importorskip("infntk")
-from infntk.predict import gradient_descent_mse, gradient_descent_mse_ensemble, max_learning_rate  # noqa: E402
+import infntk as nk
+from infntk.predict import gradient_descent_mse, gradient_descent_mse_ensemble, max_learning_rate
 
 W_STD, B_STD = 1.5, 0.1
 WIDTHS = (32, 128, 512, 2048)
@@ -36,18 +35,6 @@ M = 128
 
 def _model(width):
     return nk.Dense(width, W_std=W_STD, b_std=B_STD) >> nk.Relu() >> nk.Dense(1, W_std=W_STD, b_std=B_STD)
-
-
-def _core_ready():
-    try:
-        _model(4).kernel(np.zeros((1, 1)), None, get="ntk")
-        _model(4).init(jax.random.PRNGKey(0), (1, 1))
-        return True
-    except Exception:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _core_ready(), reason="infntk layers (Dense/Relu) not usable yet")
 
 
 def _train_ensemble(model, keys, x_all, n_train, y, lr, steps):
