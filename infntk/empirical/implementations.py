@@ -100,6 +100,7 @@ def _jacobian_bytes(pb: Problem, x, n: int) -> float:
 
 
 def block_jacobian(pb: Problem, x1, x2, lab: Labels):
+    """The NTK of ``x1`` against ``x2`` (``None``: ``x1``) by contracting per-leaf Jacobians."""
     j1 = _jacobians(pb, x1)
     j2 = j1 if x2 is None else _jacobians(pb, x2)
     ndim = len(lab.o1)
@@ -121,6 +122,7 @@ def block_jacobian(pb: Problem, x1, x2, lab: Labels):
 
 
 def block_ntk_vp(pb: Problem, x1, x2, lab: Labels):
+    """The NTK of ``x1`` against ``x2`` (``None``: ``x1``), one column per output of ``x2``."""
     xs2 = x1 if x2 is None else x2
     f1 = pb.full_f(x1)
     if pb.vm is None:

@@ -111,6 +111,7 @@ class Labels:
 
 
 def vmap_triple(vmap_axes):
+    """``(in_axis, out_axis, kwargs_axes)`` from ``vmap_axes`` (an int or that triple), or None."""
     if vmap_axes is None:
         return None
     if isinstance(vmap_axes, tuple) and len(vmap_axes) == 3:
@@ -124,6 +125,7 @@ def vmap_triple(vmap_axes):
 
 
 def single_array(out, fname):
+    """The one array ``f`` returned (an error naming ``fname`` for anything else)."""
     leaves = tree_leaves(out)
     if len(leaves) != 1 or not hasattr(leaves[0], "shape"):
         raise InfntkError(f"{fname}: f(params, x) must return a single array; got "
@@ -132,11 +134,13 @@ def single_array(out, fname):
 
 
 def n_examples(x, axis):
+    """Number of examples of the inputs ``x`` (a pytree) along ``axis``."""
     leaves = tree_leaves(x)
     return leaves[0].shape[axis]
 
 
 def take(x, axis, start, stop):
+    """Examples ``start:stop`` of the inputs ``x`` (a pytree) along ``axis``."""
     return tree_map(lambda a: lax.slice_in_dim(a, start, stop, axis=axis % a.ndim), x)
 
 
@@ -173,5 +177,6 @@ class Problem:
 
 
 def std_basis(shape, dtype):
-    n = int(np.prod(shape, dtype=np.int64))
+    """All standard basis arrays of ``shape``, stacked: shape ``(n_elements(shape),) + shape``."""
+    n = n_elements(shape)
     return jnp.eye(n, dtype=dtype).reshape((n,) + tuple(shape))

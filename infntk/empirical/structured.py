@@ -269,6 +269,7 @@ def _jacobian_slices(jac_bytes: float, extents):
 
 
 def block_structured(pb: Problem, x1, x2, lab: Labels):
+    """The NTK of ``x1`` against ``x2`` (``None``: ``x1``) by structured derivatives."""
     leaves, treedef = tree_flatten(pb.params)
     if pb.vm is None:
         def g(ls, x):
