@@ -63,6 +63,8 @@ NT_ONLY = {
     "Conv": ("b_std", dict(dimension_numbers=None)),
     "AvgPool": (None, _AXES),
     "GlobalAvgPool": (None, _AXES),
+    "SumPool": (None, _AXES),
+    "GlobalSumPool": (None, _AXES),
     "Flatten": (None, dict(batch_axis=0, batch_axis_out=0)),
     "LayerNorm": (None, _AXES),
     **{name: (None, dict(do_stabilize=False)) for name in ("Relu", "ABRelu", "LeakyRelu", "Abs")},

@@ -8,6 +8,7 @@ neural-tangents reference and the infntk model:  ``build(neural_tangents.stax)``
 Coverage (asserted by test_stax_vs_nt.test_coverage):
   layers      Dense, Conv 1-D/2-D/3-D x VALID/SAME/CIRCULAR x several strides and filter shapes,
               AvgPool x VALID/SAME(normalize_edges both)/CIRCULAR x strides (1-D, 2-D, 3-D),
+              SumPool (VALID/SAME/CIRCULAR, 1-D, 2-D), GlobalSumPool (2-D, 3-D),
               GlobalAvgPool, Flatten, Identity, LayerNorm (channel axis; all non-batch axes; eps),
               FanOut / FanInSum / FanInConcat (channels; a spatial axis in 1-D and 2-D, both
               spatial layouts) / parallel / serial, residual blocks, concatenated branches of
@@ -279,6 +280,33 @@ def conv2d_no_readout(s):
 # --------------------------------------------------------------------------------------------
 # Pooling
 # --------------------------------------------------------------------------------------------
+@arch("pooling", (8, 3))
+def sumpool1d_valid_then_relu(s):
+    return s.serial(s.Conv(8, (2,), padding="SAME", W_std=1.3, b_std=0.1), s.Relu(),
+                    s.SumPool((2,)), s.Conv(8, (2,), W_std=0.6), s.Relu(),
+                    s.SumPool((3,), strides=(2,)), s.Flatten(), s.Dense(1, W_std=0.9))
+
+
+@arch("pooling", (6, 5, 2))
+def sumpool2d_same_strided_gsp(s):
+    return s.serial(s.Conv(8, (2, 2), padding="SAME", W_std=1.1, b_std=0.2), s.Erf(),
+                    s.SumPool((2, 3), strides=(2, 1), padding="SAME"),
+                    s.GlobalSumPool(), s.Dense(1, W_std=0.3, b_std=0.1))
+
+
+@arch("pooling", (5, 4, 2))
+def sumpool2d_circular_under_gap(s):
+    return s.serial(s.Conv(8, (2, 2), padding="CIRCULAR", W_std=1.2, b_std=0.3), s.Relu(),
+                    s.SumPool((3, 2), padding="CIRCULAR"), s.Conv(4, (2, 2), W_std=0.5), s.Relu(),
+                    s.GlobalAvgPool(), s.Dense(1, W_std=0.9))
+
+
+@arch("pooling", (4, 4, 3, 2))
+def global_sum_pool_3d(s):
+    return s.serial(s.Conv(8, (2, 2, 1), padding="SAME", W_std=1.4), s.Gelu(),
+                    s.GlobalSumPool(), s.Dense(1, W_std=0.2, b_std=0.1))
+
+
 @arch("pooling", (8, 3))
 def avgpool1d_valid(s):
     return s.serial(s.Conv(8, (2,), padding="SAME", W_std=1.3, b_std=0.1), s.Relu(),
