@@ -124,6 +124,10 @@ class ArrayOps:
             return k_out
         t = self.position
         self.position += 1
+        if k_out is k_in:
+            # passed through unchanged (Identity): its covariances were read at an earlier tap,
+            # and the state keeps its identity (a sum of branches groups features by source)
+            return k_out
         side1, side2 = self.inject
         if t >= len(side1) or k_out.cov2 is None:
             raise InfntkError("internal: the model's taps do not match the recorded trajectory.")
