@@ -285,7 +285,9 @@ def test_closed_form_refuses_spatial_models():
 
 @pytest.mark.parametrize("name", ["infntk.recursion", "infntk.recursion.symbols",
                                   "infntk.recursion.steps", "infntk.recursion.render",
-                                  "infntk.recursion.closed_form"])
+                                  "infntk.recursion.closed_form", "infntk.recursion.evaluate",
+                                  "infntk.recursion.symbolic_ops", "infntk.plan",
+                                  "infntk.layers.sum_pool"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -18,7 +18,7 @@ forms (:mod:`infntk.recursion.closed_form`).
 Example:
     >>> import infntk as nk
     >>> print((nk.Dense(8) >> nk.Relu()).recursion().text().splitlines()[2])  # doctest: +ELLIPSIS
-    Relu():  K⁽²⁾ = T_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾),  Θ⁽²⁾ = Θ⁽¹⁾·T'_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾)    where ...
+    Relu():  K⁽²⁾ = T_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾),  Θ⁽²⁾ = T'_relu(K₁₁⁽¹⁾, K⁽¹⁾, K₂₂⁽¹⁾)·Θ⁽¹⁾    where ...
 """
 from __future__ import annotations
 
