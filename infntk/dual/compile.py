@@ -177,9 +177,9 @@ def right_angle(y, r):
     r"""``atan2(y, 1/r)`` for ``r = 1/sqrt(D) > 0``, as ``atan(y * r)``; ``r = inf`` (``D <= 0``,
     only from rounding past :math:`|c| = 1`) gives :math:`\pm\pi/2`.
 
-    XLA's one-argument ``atan`` costs about 0.6 of its ``atan2`` (1000x1000 float64 on CPU:
-    7.6 ms vs 12.6 ms), and the angle of the GELU and erf duals then needs only the reciprocal
-    root their other terms use. The derivative is atan2's, finite at ``r = inf`` too."""
+    XLA's one-argument ``atan`` is cheaper than its ``atan2`` (``benchmarks/micro_arccos.py``
+    measures both), and the angle of the GELU and erf duals then needs only the reciprocal root
+    their other terms use. The derivative is atan2's, finite at ``r = inf`` too."""
     return jnp.arctan(y * r)
 
 
@@ -374,10 +374,9 @@ def _share_roots(expr):
 
     Per expression on purpose, not across :math:`T` and :math:`T'`: where both use the same
     root in the same form (GELU), common subexpression elimination shares it anyway; where they
-    do not (erf: the clamped root in :math:`T`'s angle, :math:`D^{-1/2}` in :math:`T'`), forcing
-    one shared array made 10 x [Dense, Erf] slower (183-193 ms vs 152-161 ms CPU time, 1000
-    inputs, float64): XLA writes a root two outputs share to memory, while two different ones
-    fuse into each output's loop."""
+    do not (erf: the clamped root in :math:`T`'s angle, :math:`D^{-1/2}` in :math:`T'`), a shared
+    array is slower: XLA writes a root two outputs share to memory, while two different ones fuse
+    into each output's loop (``make bench``'s fc-erf case measures it)."""
     pos, neg = {}, {}
     for e in expr.atoms(SafePow, HalfPow):
         b, p = e.args
