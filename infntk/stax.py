@@ -51,24 +51,15 @@ def _layer(t) -> L.Layer:
     raise InfntkError(f"stax: expected a layer made by infntk.stax, got {type(t).__name__}.")
 
 
-_AXES = dict(batch_axis=0, channel_axis=-1)
 
 #: neural-tangents 0.6.5's arguments that infntk's layers do not take, by stax name: the argument
-#: they follow in neural-tangents' signature (``None``: they come last) and their defaults.
+#: they follow in neural-tangents' signature (``None``: they come last) and their defaults, as each
+#: layer class declares them (``stax_extra_arguments``).
 #: ``do_stabilize`` is neural-tangents' switch for a numerically stabler ReLU-family kernel; infntk's
 #: duals are always evaluated in the stable form (angles from q11 q22 - q12^2), so it is accepted and
 #: has nothing left to do.
-NT_ONLY = {
-    "Dense": ("b_std", _AXES),
-    "Conv": ("b_std", dict(dimension_numbers=None)),
-    "AvgPool": (None, _AXES),
-    "GlobalAvgPool": (None, _AXES),
-    "SumPool": (None, _AXES),
-    "GlobalSumPool": (None, _AXES),
-    "Flatten": (None, dict(batch_axis=0, batch_axis_out=0)),
-    "LayerNorm": (None, _AXES),
-    **{name: (None, dict(do_stabilize=False)) for name in ("Relu", "ABRelu", "LeakyRelu", "Abs")},
-}
+NT_ONLY = {name: registry.get(name).stax_extra_arguments for name in registry.names("stax")
+           if isinstance(registry.get(name), type) and registry.get(name).stax_extra_arguments[1]}
 
 _NT_ONLY_TYPES = dict(batch_axis="int", channel_axis="int", batch_axis_out="int",
                       do_stabilize="bool", dimension_numbers="Optional[tuple[str, str, str]]")

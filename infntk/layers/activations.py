@@ -70,6 +70,8 @@ def _table():
 class Relu(Elementwise):
     r""":math:`\max(x, 0)` (arc-cosine kernel of degree 1, Cho & Saul 2009)."""
 
+    stax_extra_arguments = (None, dict(do_stabilize=False))
+
     def make_dual(self):
         return _table().relu()
 
@@ -77,6 +79,8 @@ class Relu(Elementwise):
 @frozen
 class ABRelu(Elementwise):
     r""":math:`a \min(x, 0) + b \max(x, 0)`."""
+
+    stax_extra_arguments = (None, dict(do_stabilize=False))
 
     a: float
     b: float
@@ -89,6 +93,8 @@ class ABRelu(Elementwise):
 class LeakyRelu(Elementwise):
     r""":math:`\max(x, \alpha x)` for :math:`0 \le \alpha`, i.e. ``ABRelu(alpha, 1)``."""
 
+    stax_extra_arguments = (None, dict(do_stabilize=False))
+
     alpha: float
 
     def make_dual(self):
@@ -98,6 +104,8 @@ class LeakyRelu(Elementwise):
 @frozen
 class Abs(Elementwise):
     r""":math:`|x|`."""
+
+    stax_extra_arguments = (None, dict(do_stabilize=False))
 
     def make_dual(self):
         return _table().abs_()
@@ -255,6 +263,8 @@ class Activation(Elementwise):
 
     ``hermite_degree`` bounds the Hermite expansion when that route is taken.
     """
+
+    named_in = ()  # its argument is a sympy expression, not a literal
 
     expr: Any
     hermite_degree: Optional[int] = None

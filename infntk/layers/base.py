@@ -66,6 +66,12 @@ class Layer:
     parallel_layers = None
     #: What the symbolic recursion calls this kind of step (``Step.kind``).
     recursion_kind = "layer"
+    #: The facades that spell this layer by name (:mod:`infntk.layers.registry`): architecture
+    #: strings and ``infntk.stax``.
+    named_in = ("arch", "stax")
+    #: neural-tangents 0.6.5's stax arguments this layer does not take, accepted by ``infntk.stax``
+    #: with their one supported value: ``(the argument they follow, or None: last, {name: default})``.
+    stax_extra_arguments = (None, {})
 
     # -- to be provided by layers ---------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:

@@ -57,6 +57,7 @@ class Serial(Layer):
     """Layers applied one after another; ``spans[i]``: how many layers of the model as written
     ``layers[i]`` stands for (a rewritten ``FanOut >> parallel >> FanIn*`` run stands for several)."""
 
+    named_in = ()  # written with >> (stax: serial)
     layers: tuple
     spans: Optional[tuple] = None
 
@@ -201,6 +202,7 @@ class Sum(_Branching):
     branches: tuple
     origin: Optional[str] = None
     recursion_kind = "sum"
+    named_in = ()  # written with +
 
     @classmethod
     def of(cls, *branches: Layer) -> "Sum":
@@ -235,6 +237,7 @@ class Concat(_Branching):
     branches: tuple
     origin: Optional[str] = None
     recursion_kind = "concat"
+    named_in = ()  # written with |
 
     @classmethod
     def of(cls, *branches: Layer) -> "Concat":
@@ -298,6 +301,8 @@ _NEEDS_REWRITE = ("has a kernel only inside a FanOut(n) >> parallel(...) >> FanI
 class FanOut(Layer):
     """Copy the input into ``num`` branches (a list flows on to ``parallel``)."""
 
+    named_in = ("stax",)
+
     num: int
 
     def __post_init__(self):
@@ -320,6 +325,8 @@ class FanOut(Layer):
 @frozen
 class Parallel(Layer):
     """Apply one layer to each input of a list (stax's ``parallel``)."""
+
+    named_in = ()  # stax spells it parallel(...)
 
     layers: tuple
 
@@ -360,6 +367,8 @@ class Parallel(Layer):
 class FanInSum(Layer):
     """Add a list of inputs (stax's ``FanInSum``)."""
 
+    named_in = ("stax",)
+
     def fan_in(self, branches):
         return Sum(tuple(branches), origin=self.label)
 
@@ -383,6 +392,8 @@ class FanInConcat(Layer):
     """Concatenate a list of inputs along ``axis``: the channel axis (-1; any branches, see
     :func:`concat_kernels`) or a spatial axis (pairwise uncorrelated Gaussian branches, see
     :func:`concat_spatial_kernels`). The batch axis (0) has no kernel and is refused."""
+
+    named_in = ("stax",)
 
     axis: int = -1
 

@@ -44,6 +44,7 @@ class Conv(Layer):
 
     is_linear = True
     recursion_kind = "conv"
+    stax_extra_arguments = ("b_std", dict(dimension_numbers=None))
     out_chan: int
     filter_shape: Sequence[int]
     strides: Optional[Sequence[int]] = None

@@ -103,6 +103,7 @@ class Dense(Layer):
 
     is_linear = True
     recursion_kind = "dense"
+    stax_extra_arguments = ("b_std", dict(batch_axis=0, channel_axis=-1))
     out_dim: int
     W_std: float = 1.0
     b_std: Optional[float] = None

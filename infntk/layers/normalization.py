@@ -35,6 +35,7 @@ class LayerNorm(Layer):
 
     keeps_fresh = True
     recursion_kind = "layernorm"
+    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
 
     axis: Union[int, Sequence[int]] = -1
     eps: float = 1e-12

@@ -38,6 +38,7 @@ class AvgPool(Layer):
 
     keeps_fresh = True
     recursion_kind = "avgpool"
+    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
 
     window_shape: Sequence[int]
     strides: Optional[Sequence[int]] = None
@@ -100,6 +101,7 @@ class GlobalAvgPool(Layer):
 
     keeps_fresh = True
     recursion_kind = "global_avg_pool"
+    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
 
     def output_shape(self, input_shape):
         if len(input_shape) < 3:
@@ -125,6 +127,7 @@ class Flatten(Layer):
 
     keeps_fresh = True
     recursion_kind = "flatten"
+    stax_extra_arguments = (None, dict(batch_axis=0, batch_axis_out=0))
 
     def output_shape(self, input_shape):
         if len(input_shape) < 2:

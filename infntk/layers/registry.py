@@ -18,8 +18,8 @@ The rules, in order:
    it; architecture strings write ``>>``, ``+`` and ``|`` instead;
 2. a ``Layer`` subclass that is not itself a dataclass (``Layer``, ``Elementwise``) is a base class
    and is named nowhere;
-3. every other layer class is named by architecture strings and by the stax facade, unless its class
-   says otherwise with ``named_in``, a tuple of the facades (:data:`FACADES`) that name it.
+3. every other layer class is named by the facades its ``named_in`` lists (:data:`FACADES`; the
+   default on ``Layer`` is both): a class whose arguments are not literals says ``named_in = ()``.
 
 Example:
     >>> from infntk.layers import registry
@@ -38,22 +38,6 @@ from ..errors import InfntkError
 #: The places that spell layers by name: architecture strings and the ``stax`` facade.
 FACADES = ("arch", "stax")
 
-# ``named_in`` of the classes that are not named by both facades, until the attribute is declared on
-# the class itself (a declaration there wins over this table; the tests ask that every entry here is
-# still undeclared by its class, so the table empties as the attributes move). name -> named_in.
-_NAMED_IN_UNTIL_ON_CLASS = {
-    # arguments that are not literals: a sympy expression, or layers (the algebra writes >>, +, |;
-    # stax spells these serial/parallel)
-    "Activation": (),
-    "Serial": (),
-    "Sum": (),
-    "Concat": (),
-    "Parallel": (),
-    # plumbing of lists of inputs: meaningful only with stax's parallel, so stax only
-    "FanOut": ("stax",),
-    "FanInSum": ("stax",),
-    "FanInConcat": ("stax",),
-}
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,24 +58,13 @@ def _is_concrete(cls) -> bool:
     return "__dataclass_fields__" in vars(cls)
 
 
-def declared_named_in(cls):
-    """``named_in`` as declared by ``cls`` or a base class below ``Layer``; ``None`` if none does
-    (a default on ``Layer`` itself does not count, so the interim table above still applies)."""
-    from .base import Layer
-
-    return next((tuple(vars(c)["named_in"]) for c in cls.__mro__
-                 if c is not Layer and "named_in" in vars(c)), None)
-
-
 def named_in(name: str) -> tuple:
     """The facades (:data:`FACADES`) that spell the public layer ``name``."""
     obj = _exports().get(name)
     if _is_layer_class(obj):
         if not _is_concrete(obj):
             return ()
-        found = declared_named_in(obj)
-        if found is None:
-            found = _NAMED_IN_UNTIL_ON_CLASS.get(name, FACADES)
+        found = tuple(obj.named_in)
         bad = [f for f in found if f not in FACADES]
         if bad:
             raise InfntkError(f"{name}.named_in: unknown facade(s) {bad}; expected some of {FACADES}.")

@@ -46,6 +46,7 @@ class SumPool(Layer):
 
     keeps_fresh = True
     recursion_kind = "sumpool"
+    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
 
     window_shape: Sequence[int]
     strides: Optional[Sequence[int]] = None
@@ -90,6 +91,7 @@ class GlobalSumPool(Layer):
 
     keeps_fresh = True
     recursion_kind = "global_sum_pool"
+    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
 
     def output_shape(self, input_shape):
         if len(input_shape) < 3:

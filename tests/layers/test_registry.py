@@ -61,13 +61,10 @@ def test_registry_rules():
         registry.names("cli")
 
 
-def test_interim_named_in_table_only_holds_classes_without_the_attribute():
-    """registry._NAMED_IN_UNTIL_ON_CLASS stands in for ``named_in`` declared on the class: once a
-    class declares it, its entry there must go (the table only shrinks)."""
-    for name in registry._NAMED_IN_UNTIL_ON_CLASS:
-        cls = registry.layer_classes().get(name)
-        assert cls is not None, f"{name} is no public layer class: remove it from the table"
-        assert registry.declared_named_in(cls) is None, f"{name} declares named_in: remove it from the table"
+def test_named_in_is_declared_by_the_classes():
+    """What each facade names is read off the classes: the composites and plumbing declare it."""
+    assert registry.named_in("Activation") == () and registry.named_in("Sum") == ()
+    assert registry.named_in("FanOut") == ("stax",) and registry.named_in("Dense") == ("arch", "stax")
 
 
 def test_stax_facade_has_neural_tangents_extras_only_where_listed():
