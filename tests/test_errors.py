@@ -158,7 +158,9 @@ def test_fan_in_concat_along_space_refuses_what_it_cannot_know():
     # a residual sum is Gaussian but not fresh: it shares the identity part with branch 1
     with raises(r"branches 1 and 2 are not known to be independent"):
         _two_branches(nk.Conv(3, (1, 1)), nk.Identity(), nk.Conv(3, (1, 1)) + nk.Identity()).kernel(x)
-    # without a parallel in front of it, nothing is known about the branches
-    k = nk.Conv(3, (1, 1)).kernel_map(nk.Conv(3, (1, 1)).input_kernel(x))
-    with raises(r"FanInConcat\(axis=1\): branches 0 and 1 are not known to be independent"):
-        nk.FanInConcat(axis=1).kernel_map([k, k])
+    # without FanOut and parallel in front of it there are no branches: no kernel
+    with raises(r"layer #1 FanInConcat\(axis=1\): expects a list of inputs \(after FanOut and parallel\)"):
+        (nk.Conv(3, (1, 1)) >> nk.FanInConcat(axis=1)).kernel(x)
+    # a list that is never joined has no single kernel either
+    with raises(r"layer #1 FanOut\(num=2\): has a kernel only inside a FanOut\(n\) >> parallel"):
+        nk.serial(nk.Conv(3, (1, 1)), nk.FanOut(2), nk.parallel(nk.Relu(), nk.Relu())).kernel(x)
