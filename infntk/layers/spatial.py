@@ -129,6 +129,13 @@ def _fmt(t) -> str:
     return str(t[0]) if len(set(t)) == 1 else "(" + ",".join(map(str, t)) + ")"
 
 
+def _window_names(text: str, latex: str, window, strides, padding: str, extra: str = ""):
+    """``(text, latex)`` names of a windowed operator, e.g. ``A_{3×3,s=1,SAME}``."""
+    return (f"{text}_{{{'×'.join(map(str, window))},s={_fmt(strides)},{padding}{extra}}}",
+            latex + "_{" + r"\times ".join(map(str, window))
+            + rf",\,s={_fmt(strides)},\,\mathrm{{{padding}}}}}")
+
+
 def _spatial_axes(a, batch_ndim: int, dims, diagonal: bool) -> tuple:
     """The array axes of spatial dimensions ``dims`` (both positions of a pair on the full layout)."""
     if diagonal:
@@ -156,13 +163,11 @@ class PatchAverage(CovarianceOperator):
 
     @property
     def text(self):
-        return (f"A_{{{'×'.join(map(str, self.filter_shape))},s={_fmt(self.strides)},"
-                f"{self.padding}}}")
+        return _window_names("A", r"\mathcal{A}", self.filter_shape, self.strides, self.padding)[0]
 
     @property
     def latex(self):
-        return (r"\mathcal{A}_{" + r"\times ".join(map(str, self.filter_shape))
-                + rf",\,s={_fmt(self.strides)},\,\mathrm{{{self.padding}}}}}")
+        return _window_names("A", r"\mathcal{A}", self.filter_shape, self.strides, self.padding)[1]
 
     def apply(self, a, batch_ndim, spatial_shape, diagonal):
         return conv_covariance(a, self.filter_shape, self.strides, self.padding, batch_ndim,
@@ -180,13 +185,13 @@ class PoolAverage(CovarianceOperator):
 
     @property
     def text(self):
-        return (f"pool_{{{'×'.join(map(str, self.window_shape))},s={_fmt(self.strides)},"
-                f"{self.padding}{',edges' if self.normalize_edges else ''}}}")
+        return _window_names("pool", r"\mathrm{pool}", self.window_shape, self.strides, self.padding,
+                             ",edges" if self.normalize_edges else "")[0]
 
     @property
     def latex(self):
-        return (r"\mathrm{pool}_{" + r"\times ".join(map(str, self.window_shape))
-                + rf",\,s={_fmt(self.strides)},\,\mathrm{{{self.padding}}}}}")
+        return _window_names("pool", r"\mathrm{pool}", self.window_shape, self.strides,
+                             self.padding)[1]
 
     def apply(self, a, batch_ndim, spatial_shape, diagonal):
         if diagonal and len(spatial_shape):

@@ -31,7 +31,7 @@ from ..errors import InfntkError
 from ..kernel import Kernel
 from . import spatial
 from .base import Layer, frozen
-from .pooling import AvgPool
+from .pooling import AvgPool, GlobalAvgPool
 
 
 def _scaled(k: Kernel, c) -> Kernel:
@@ -86,20 +86,10 @@ class SumPool(Layer):
 
 
 @frozen
-class GlobalSumPool(Layer):
+class GlobalSumPool(GlobalAvgPool):
     """Sum over all spatial axes: ``(N, *S, C) -> (N, C)`` (see the module docstring)."""
 
-    keeps_fresh = True
     recursion_kind = "global_sum_pool"
-    stax_extra_arguments = (None, dict(batch_axis=0, channel_axis=-1))
-
-    def output_shape(self, input_shape):
-        if len(input_shape) < 3:
-            raise self.error(f"expects inputs with spatial axes, got shape {tuple(input_shape)}.")
-        return (input_shape[0], input_shape[-1])
-
-    def needs_full(self, out_full: bool) -> bool:
-        return True
 
     def apply(self, params, x, **kwargs):
         self.output_shape(tuple(x.shape))
@@ -107,6 +97,4 @@ class GlobalSumPool(Layer):
 
     def kernel_map(self, k: Kernel, ops) -> Kernel:
         size = math.prod(k.spatial1)
-        return _scaled(ops.linear(spatial.PairMean(), k), size * size).replace(
-            shape1=self.output_shape(k.shape1), shape2=self.output_shape(k.shape2),
-            diagonal_spatial=True, is_gaussian=k.is_gaussian, pre=None, feature=None)
+        return _scaled(super().kernel_map(k, ops), size * size)
