@@ -7,6 +7,8 @@ kernel maps run their own sub-plans. :func:`plan` walks the top level once and r
   FanIn*`` run that the model rewrote into one branching layer keeps the position of its fan-in);
 * the shapes of the finite features it receives and produces (validated here, so every kernel
   call checks the whole architecture before computing anything);
+* ``is_linear`` (the layer holds zero-mean weights) and ``ends_fresh`` (its output is an odd
+  function of weights drawn inside it), as the layer declares them;
 * ``full_in``: whether it must receive the full spatial covariance, decided from the readout
   backwards by each layer's own ``needs_full(out_full)`` (only pooling-type layers ask for it),
   so every layer sees the cheapest layout that is still exact. ``None`` inside branches: the
@@ -42,6 +44,8 @@ class PlanStep:
     shape_in: Any
     shape_out: Any
     full_in: Optional[bool]
+    is_linear: bool = False
+    ends_fresh: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +92,8 @@ def plan(model, input_shape, trim: bool = True) -> Plan:
             full = layers[i].needs_full(full)
             need[i] = full
     steps = tuple(PlanStep(layer, i, pos, shapes[i], shapes[i + 1],
-                           None if need[i] is None else bool(need[i] and len(shapes[i]) > 2))
+                           None if need[i] is None else bool(need[i] and len(shapes[i]) > 2),
+                           layer.has_linear(), layer.ends_fresh())
                   for i, (layer, pos) in enumerate(zip(layers, positions)))
     input_full = bool(trim and len(input_shape) > 2 and need and need[0])
     return Plan(steps=steps, input_full=input_full, output_shape=shapes[-1])
