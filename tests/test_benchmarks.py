@@ -95,3 +95,14 @@ def test_gpu_figure_script_smoke(tmp_path):
     import jax
     if jax.devices()[0].platform == "cpu":
         assert "not applicable (not a GPU run)" in text
+
+
+def test_same_programs_compares_compiled_kernels():
+    """benchmarks/same_programs.py: a tree compiles to the same programs as itself, and the
+    normalised instructions keep what matters (shapes and ops) while dropping source locations."""
+    from benchmarks import same_programs
+    root = pathlib.Path(same_programs.__file__).resolve().parent.parent
+    assert same_programs.main([str(root), "--cases", "fc-erf", "--dtypes", "float32"]) == 0
+    ins = same_programs.instructions(root, "float32", "fc-erf", False)
+    assert len(ins) > 100 and any("f32[2000,2000]" in i for i in ins)
+    assert not any("stack_frame_id" in i or "metadata=" in i for i in ins)
