@@ -147,7 +147,7 @@ def _run(steps, env: _Env, x1_is_x2: bool):
         shape = tuple(step.shape_out) if not isinstance(step.shape_out, list) else step.shape_out
         out = Kernel(nngp=nngp, ntk=None, cov1=cov1, cov2=cov2,
                      shape1=(k_in.shape1[0],) + shape[1:], shape2=(k_in.shape2[0],) + shape[1:],
-                     diagonal_spatial=_output_diagonal(step, k_in, nngp))
+                     diagonal_spatial=_output_diagonal(step, nngp))
         env.states[step.label_out] = out
         ntk = _Interpreter(step, env, "nngp", params)(sp.sympify(step.ntk))
         env.states[step.label_out] = out.replace(ntk=jnp.broadcast_to(ntk, nngp.shape))
@@ -155,7 +155,7 @@ def _run(steps, env: _Env, x1_is_x2: bool):
     return last
 
 
-def _output_diagonal(step, k_in: Kernel, nngp) -> bool:
+def _output_diagonal(step, nngp) -> bool:
     """The layout of a step's output, read off the array it produced."""
     d = len(step.shape_out) - 2
     return d == 0 or nngp.ndim == 2 + d

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import sympy as sp
 
-from ..dual import Q11
+from ..dual import Q11, Q12
 from ..errors import InfntkError
 from .symbols import state_symbols
 
@@ -134,14 +134,10 @@ def feature_note(feat) -> str:
     if feat.method == "quadrature":
         note += " (Gauss–Hermite, no symbolic form)"
     elif feat.method == "hermite":
-        degree = _hermite_degree(feat)
+        degree = sp.Poly(feat.nngp, Q12).degree() if feat.nngp is not None else "?"
         note += f" (truncated at degree {degree}"
         if feat.truncation_error is not None:
             note += f", error ≤ {feat.truncation_error:.2g}"
         note += ")"
     return note
 
-
-def _hermite_degree(feat):
-    from ..dual import Q12
-    return sp.Poly(feat.nngp, Q12).degree() if feat.nngp is not None else "?"
