@@ -36,6 +36,9 @@ REGISTRY = {
     "SumPool-CIRCULAR": (nk.SumPool((3,), padding="CIRCULAR"), SEQ),
     "GlobalSumPool": (nk.Conv(4, (3, 3)) >> nk.Relu() >> nk.GlobalSumPool(), IMG),
     "GlobalAvgPool": (nk.Conv(4, (3, 3)) >> nk.Relu() >> nk.GlobalAvgPool(), IMG),
+    "Flatten-linear": (nk.Conv(3, (2, 2), strides=(1, 2), b_std=0.2) >> nk.Flatten(), IMG),
+    "AvgPool-3D-GAP": (nk.AvgPool((2, 2, 1), (1, 2, 1), padding="SAME") >> nk.Conv(2, (1, 2, 2))
+                       >> nk.GlobalAvgPool(), VOL),
     "Flatten": (nk.Conv(4, (3, 3)) >> nk.Relu() >> nk.Flatten(), IMG),
     "Identity": (nk.Identity(), VEC),
     "LayerNorm": (nk.Dense(6) >> nk.LayerNorm(), VEC),
