@@ -91,3 +91,11 @@ def test_materialized_value_is_computed_once(consumers):
     b = jax.jit(lambda v: consumers(_chain(v)))(x)
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6)
+
+
+def test_hypothesis_is_derandomized_for_every_test():
+    """tests/conftest.py loads a derandomized profile, and the explicit settings here keep it."""
+    assert settings.default.derandomize and settings.default.database is None
+    # a test's own @settings keeps the profile's derandomize unless it sets it
+    assert test_materialize_is_bitwise_identity.hypothesis.inner_test is not None
+    assert settings(max_examples=5).derandomize
