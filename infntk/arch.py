@@ -11,7 +11,7 @@ An *architecture string* is the Python spelling of an infntk model::
 The string is parsed with :func:`ast.parse` (``mode='eval'``) and the tree is checked against a
 whitelist; nothing is ever evaluated, executed or compiled to code. The accepted grammar is::
 
-    expr    := expr ('>>' | '+' | '|') expr | '(' expr ')' | call
+    expr    := expr ('>>' | '+' | '|') expr | '(' expr ')' | call | 'serial(' expr {',' expr} ')'
     call    := LAYER '(' [literal {',' literal}] [NAME '=' literal {',' NAME '=' literal}] ')'
     literal := number | '-' number | '+' number | string | None | True | False
              | '(' literal, ... ')' | '[' literal, ... ']'
@@ -64,9 +64,10 @@ __all__ = [
 #: exports (:func:`infntk.layers.registry.names`): a new layer is accepted once it is exported.
 LAYERS: tuple[str, ...] = _registry.names("arch")
 
-#: Longest accepted architecture string (characters).
-MAX_LENGTH = 4000
-#: Deepest accepted nesting of brackets / operators / literal containers.
+#: Longest accepted architecture string (characters): room for chains of several hundred layers.
+MAX_LENGTH = 100_000
+#: Deepest accepted nesting of brackets / operators / literal containers. A chain ``a >> b >> c``
+#: (or ``serial(a, b, c)``) is one level however long; only nesting counts.
 MAX_DEPTH = 40
 
 #: Layers whose first positional argument is a width (output features / channels): those that hold
@@ -187,9 +188,17 @@ class _Parser:
             if op is None:
                 raise self.fail(
                     "only '>>' (serial), '+' (sum) and '|' (concatenate) combine layers", node)
-            left = self.expr(node.left, depth + 1)
-            right = self.expr(node.right, depth + 1)
-            return Compose(op, left, right, self.span(node)[0] or 0)
+            # a chain a op b op c is left-nested in the syntax tree: walk it as one level
+            spine = []
+            while isinstance(node, ast.BinOp) and _OPS.get(type(node.op)) == op:
+                spine.append(node)
+                node = node.left
+            out = self.expr(node, depth + 1)
+            for b in reversed(spine):
+                out = Compose(op, out, self.expr(b.right, depth + 1), self.span(b)[0] or 0)
+            return out
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "serial":
+            return self.serial(node, depth)
         if isinstance(node, ast.Call):
             return self.call(node, depth)
         if isinstance(node, ast.Name):
@@ -201,6 +210,20 @@ class _Parser:
                             [:200], node)
         raise self.fail(f"{_WORDS.get(type(node), 'this expression')} not allowed here; "
                         "expected a layer such as Dense(...) combined with >>, + or |", node)
+
+    def serial(self, node: ast.Call, depth: int) -> Desc:
+        """``serial(a, b, c)``: the chain ``a >> b >> c`` (layers only, no keywords)."""
+        if node.keywords:
+            raise self.fail("serial(...) takes layers only, no keywords", node.keywords[0])
+        if not node.args:
+            raise self.fail("serial(...) needs at least one layer", node)
+        out = None
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.fail("* unpacking is not allowed in serial(...)", a)
+            d = self.expr(a, depth + 1)
+            out = d if out is None else Compose(">>", out, d, self.span(node)[0] or 0)
+        return out
 
     def _unknown(self, name: str) -> str:
         if name.startswith("__"):
@@ -345,13 +368,21 @@ def parse(source: str) -> Desc:
         raise ArchSyntaxError(f"nested more than {MAX_DEPTH} deep") from None
 
 
+def _spine(desc: Desc) -> tuple:
+    """``(first, ((op, right), ...))``: a left-nested chain as its operands, without recursion."""
+    rights = []
+    while isinstance(desc, Compose):
+        rights.append(desc)
+        desc = desc.left
+    return desc, tuple(reversed(rights))
+
+
 def iter_calls(desc: Desc):
     """All :class:`LayerCall` leaves, left to right."""
-    if isinstance(desc, LayerCall):
-        yield desc
-    else:
-        yield from iter_calls(desc.left)
-        yield from iter_calls(desc.right)
+    first, rest = _spine(desc)
+    yield first
+    for node in rest:
+        yield from iter_calls(node.right)
 
 
 def _readout(desc: Desc) -> LayerCall | None:
@@ -376,7 +407,11 @@ def with_width(desc: Desc, width: int) -> Desc:
 
     def go(d):
         if isinstance(d, Compose):
-            return replace(d, left=go(d.left), right=go(d.right))
+            first, rest = _spine(d)
+            out = go(first)
+            for node in rest:
+                out = replace(node, left=out, right=go(node.right))
+            return out
         if d is keep or d.name not in WIDTH_LAYERS:
             return d
         if d.args:
@@ -402,14 +437,16 @@ def to_string(desc: Desc) -> str:
         parts = [_lit(a) for a in desc.args] + [f"{k}={_lit(v)}" for k, v in desc.kwargs]
         return f"{desc.name}({', '.join(parts)})"
     # Brackets around every operand that mixes operators (clearer than Python's precedence) and
-    # around a right operand with the same operator (they are left-associative).
-    def sub(d, right):
-        t = to_string(d)
-        if isinstance(d, Compose) and (d.op != desc.op or right):
-            return f"({t})"
-        return t
-
-    return f"{sub(desc.left, False)} {desc.op} {sub(desc.right, True)}"
+    # around a right operand with the same operator (they are left-associative). A left-nested
+    # chain of one operator is written flat, without recursion.
+    first = desc
+    rights = []
+    while isinstance(first, Compose) and first.op == desc.op:
+        rights.append(first.right)
+        first = first.left
+    parts = [f"({to_string(first)})" if isinstance(first, Compose) else to_string(first)]
+    parts += [f"({to_string(r)})" if isinstance(r, Compose) else to_string(r) for r in reversed(rights)]
+    return f" {desc.op} ".join(parts)
 
 
 def _resolve(name: str):
@@ -431,20 +468,26 @@ def build(desc: Desc, source: str = "", resolve: Callable[[str], Any] | None = N
     def err(reason, off=None, n=1):
         return ArchSyntaxError(reason, source, off if source else None, n)
 
+    def combine(d, left, right):
+        try:
+            if d.op == ">>":
+                return left >> right
+            if d.op == "+":
+                return left + right
+            return left | right
+        except InfntkError as e:
+            raise err(str(e).splitlines()[0], d.col) from e
+        except Exception as e:  # a layer refusing to combine: report it, never a trace
+            raise err(f"cannot combine with {d.op!r}: {type(e).__name__}: {e}"[:300],
+                      d.col) from e
+
     def go(d):
         if isinstance(d, Compose):
-            left, right = go(d.left), go(d.right)
-            try:
-                if d.op == ">>":
-                    return left >> right
-                if d.op == "+":
-                    return left + right
-                return left | right
-            except InfntkError as e:
-                raise err(str(e).splitlines()[0], d.col) from e
-            except Exception as e:  # a layer refusing to combine: report it, never a trace
-                raise err(f"cannot combine with {d.op!r}: {type(e).__name__}: {e}"[:300],
-                          d.col) from e
+            first, rest = _spine(d)
+            out = go(first)
+            for node in rest:
+                out = combine(node, out, go(node.right))
+            return out
         ctor = resolve(d.name)
         kwargs = dict(d.kwargs)
         span = max(1, d.end - d.col)

@@ -118,11 +118,30 @@ def test_bounds(text):
         parse(text)
 
 
-def test_deep_operator_chain_is_bounded_not_a_crash():
-    long = " >> ".join(["Relu()"] * 30)
-    assert len(list(A.iter_calls(parse(long)))) == 30
+def test_long_chains_are_one_level_nesting_is_bounded():
+    # a chain is one level however long: the README's 20 x [Conv, Relu] + GAP + Dense, and 500 layers
+    readme = " >> ".join(["Conv(8, (3, 3), padding='SAME') >> Relu()"] * 20
+                         + ["GlobalAvgPool()", "Dense(1)"])
+    assert len(A.parse_model(readme).series) == 42
+    long = " >> ".join(["Dense(4)", "Relu()"] * 250)
+    model = A.parse_model(long)
+    assert len(model.series) == 500 and to_string(parse(long)) == long
+    assert len(list(A.iter_calls(parse(long)))) == 500
+    assert A.with_width(parse(long), 7).left.left.left.right.args == (7,)
+    # serial(...) is the same chain
+    assert A.parse_model("serial(" + long.replace(" >> ", ", ") + ")") == model
+    assert A.parse_model("serial(Dense(3), Relu() + Identity(), Dense(1))") == \
+        A.parse_model("Dense(3) >> (Relu() + Identity()) >> Dense(1)")
+    for bad, msg in (("serial()", "at least one layer"), ("serial(Dense(1), x=1)", "no keywords"),
+                     ("serial(*a)", "unpacking"), ("serial(1)", "literal")):
+        with pytest.raises(ArchSyntaxError, match=msg):
+            parse(bad)
+    # nesting still counts: 41 levels of brackets around sums are refused, as before
+    nested = "Relu()"
+    for _ in range(A.MAX_DEPTH + 1):
+        nested = f"Relu() + ({nested} >> Relu())"
     with pytest.raises(ArchSyntaxError, match="nested"):
-        parse(" >> ".join(["Relu()"] * (A.MAX_DEPTH + 5)))
+        parse(nested)
 
 
 # ---------------------------------------------------------------------------------- build
@@ -351,7 +370,7 @@ def test_whitelist_is_the_public_layer_set():
     # the other public names (bases, composites, stax plumbing, Activation) are not layer calls
     others = sorted(set(infntk.layers.__all__) - set(A.LAYERS))
     assert {"Layer", "Activation", "Serial", "FanOut", "serial"} <= set(others)
-    for name in others:
+    for name in set(others) - {"serial"}:    # serial(...) is the chain a >> b >> ... (grammar)
         with pytest.raises(ArchSyntaxError, match=f"unknown layer '{name}'"):
             parse(f"Dense(2) >> {name}()")
 
