@@ -311,6 +311,20 @@ def load(source: str, label_column=None, limit: Optional[int] = None) -> Dataset
     return ds
 
 
+def subset(ds: Dataset, limit: int, seed: Optional[int] = 0) -> Dataset:
+    """``limit`` samples of ``ds``: a seeded random draw, or the first ``limit`` with ``seed=None``.
+
+    Several bundled sets are sorted by class (iris, wine), so the first samples can be a single
+    class; a random draw keeps the classes' mix (``limit`` above ``ds.n`` keeps everything).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise DataError(f"{ds.name}: limit must be a positive integer, got {limit!r}")
+    if limit >= ds.n:
+        return ds
+    idx = np.arange(limit) if seed is None else np.sort(np.random.default_rng(seed).permutation(ds.n)[:limit])
+    return ds.take(idx)
+
+
 def split(ds: Dataset, train_fraction: float = 0.5, seed: Optional[int] = 0):
     """Train/test split: first ``train_fraction`` of the samples train, the rest test.
 

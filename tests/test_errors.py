@@ -164,3 +164,10 @@ def test_fan_in_concat_along_space_refuses_what_it_cannot_know():
     # a list that is never joined has no single kernel either
     with raises(r"layer #1 FanOut\(num=2\): has a kernel only inside a FanOut\(n\) >> parallel"):
         nk.serial(nk.Conv(3, (1, 1)), nk.FanOut(2), nk.parallel(nk.Relu(), nk.Relu())).kernel(x)
+
+
+def test_hermite_degree_is_named_as_given():
+    for bad in (-2, 1.5, True):
+        with raises(rf"Hermite\(degree={bad!r}\): degree must be a non-negative integer, got {bad!r}"):
+            nk.Hermite(bad)
+    assert nk.Hermite(0).dual.method and nk.Hermite(3).degree == 3

@@ -67,7 +67,7 @@ def predict(
     standardize: bool = typer.Option(True, "--standardize/--raw",
                                      help="Standardize features with the training statistics (not for images)."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="CSV label column (name or index)."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=2, help="Use only the first N samples."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=2, help="Use only N samples: drawn at random with --seed (the first N with --no-shuffle)."),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ):
@@ -83,7 +83,9 @@ def predict(
             raise UsageProblem(f"--kernel must be ntk or nngp, got {kernel!r}")
         tv = parse_t(t)
         desc, model, text = load_model(arch)
-        ds = load_data(data, desc, label_column, limit, quiet=as_json)
+        ds = load_data(data, desc, label_column, None, quiet=as_json)
+        if limit is not None:   # drawn before the split, not the first N: iris is sorted by class
+            ds = D.subset(ds, limit, seed if shuffle else None)
         if ds.y is None:
             raise D.DataError(f"{data}: no labels; use an .npz with x and y, or a .csv with "
                               "--label-column")

@@ -27,7 +27,7 @@ import functools
 from typing import Any, Optional, Sequence
 
 from ..kernel import Kernel
-from .base import Layer, check_positive_int, frozen
+from .base import Layer, frozen
 from .nonlinear import apply_elementwise
 
 
@@ -250,8 +250,8 @@ class Hermite(Elementwise):
     degree: int
 
     def __post_init__(self):
-        check_positive_int(self.degree + 1 if isinstance(self.degree, int) else self.degree,
-                           "degree", "Hermite")
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 0:
+            raise self.error(f"degree must be a non-negative integer, got {self.degree!r}.")
 
     def make_dual(self):
         return _table().hermite(self.degree)

@@ -136,7 +136,9 @@ def test_bad_data_file_exits_2(tmp_path):
 def _reference_accuracy(arch, name, limit=None, kernel="ntk", diag_reg=1e-4):
     """An independent route: the split and kernel regression written out with numpy."""
     from infntk import data as D
-    ds = D.load(name, limit=limit)
+    ds = D.load(name)
+    if limit:   # --limit draws its samples with --seed (0), in their original order
+        ds = ds.take(np.sort(np.random.default_rng(0).permutation(ds.n)[:limit]))
     perm = np.random.default_rng(0).permutation(ds.n)
     half = int(round(ds.n * 0.5))
     tr, te = perm[:half], perm[half:]
@@ -161,6 +163,16 @@ def test_predict_matches_reference(name, limit):
     assert r["mse"] == pytest.approx(mse, rel=1e-6)
     assert r["accuracy"] > r["baseline_accuracy"] + 0.3
     assert r["n_train"] + r["n_test"] == (limit or 150)
+
+
+def test_predict_limit_draws_samples_before_the_split():
+    # iris is sorted by class: its first 16 samples are one class; --limit draws across classes
+    from infntk import data as D
+    assert len(set(D.load("iris").take(slice(0, 16)).y)) == 1
+    assert len(set(D.subset(D.load("iris"), 16, seed=0).y)) == 3
+    assert len(set(D.subset(D.load("iris"), 16, seed=None).y)) == 1
+    r = json.loads(infntk("predict", MLP, "--data", "iris", "--limit", "16", "--json", check=0).stdout)
+    assert r["n_train"] + r["n_test"] == 16 and r["accuracy"] > r["baseline_accuracy"]
 
 
 def test_predict_text_output_nngp_finite_time():
