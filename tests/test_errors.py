@@ -171,3 +171,19 @@ def test_hermite_degree_is_named_as_given():
         with raises(rf"Hermite\(degree={bad!r}\): degree must be a non-negative integer, got {bad!r}"):
             nk.Hermite(bad)
     assert nk.Hermite(0).dual.method and nk.Hermite(3).degree == 3
+
+
+def test_complex_inputs_and_mismatched_apply_are_refused():
+    model = nk.Dense(3) >> nk.Relu() >> nk.Dense(1)
+    with raises(r"x1 is complex \(complex128\); the kernels are defined for real inputs"):
+        model.kernel(jnp.ones((2, 4)) * (1 + 1j))
+    with raises(r"x2 is complex"):
+        model.kernel(jnp.ones((2, 4)), jnp.ones((2, 4), jnp.complex64))
+    _, params = model.init(jax.random.PRNGKey(0), (2, 4))
+    with raises(r"layer #0 Dense\(3\): its parameters take inputs with 4 features on the last "
+                r"axis \(batch first\), got an input of shape \(2, 5\)"):
+        model.apply(params, jnp.ones((2, 5)))
+    conv = nk.Conv(2, (2, 2))
+    _, p = conv.init(jax.random.PRNGKey(0), (1, 4, 4, 3))
+    with raises(r"Conv\(2, \(2, 2\), padding='VALID'\): its parameters take inputs with 3 channels"):
+        conv.apply(p, jnp.ones((1, 4, 4, 2)))

@@ -197,6 +197,10 @@ class Layer:
                 continue
             if not hasattr(x, "shape") or not hasattr(x, "dtype"):
                 x = jnp.asarray(x)
+            if jnp.issubdtype(x.dtype, jnp.complexfloating):
+                raise InfntkError(f"{self.label}: {name} is complex ({x.dtype}); the kernels are "
+                                  "defined for real inputs (pass the real and imaginary parts as "
+                                  "separate features).")
             if not jnp.issubdtype(x.dtype, jnp.floating):
                 x = jnp.asarray(x, dtype=jnp.result_type(float))
             if x.ndim < 2:

@@ -106,6 +106,9 @@ class Conv(Layer):
     def apply(self, params, x, **kwargs):
         W, b = params
         self.output_shape(tuple(x.shape))
+        if x.shape[-1] != W.shape[-2]:
+            raise self.error(f"its parameters take inputs with {W.shape[-2]} channels, got an "
+                             f"input of shape {tuple(x.shape)}.")
         padding = self.padding
         if padding == "CIRCULAR":
             for i, (n, f, s) in enumerate(zip(x.shape[1:-1], self.filter_shape, self.strides)):

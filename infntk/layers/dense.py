@@ -136,6 +136,9 @@ class Dense(Layer):
 
     def apply(self, params, x, **kwargs):
         W, b = params
+        if x.ndim < 2 or x.shape[-1] != W.shape[0]:
+            raise self.error(f"its parameters take inputs with {W.shape[0]} features on the last "
+                             f"axis (batch first), got an input of shape {tuple(x.shape)}.")
         y = jnp.tensordot(x, W.astype(x.dtype), (-1, 0))
         return scale_and_shift(self, y, b, x.shape[-1])
 
