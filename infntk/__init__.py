@@ -11,6 +11,7 @@ network towards the limit.
     (4, 4)
 """
 from .errors import InfntkError
+from .finite import check_finite
 from .kernel import Kernel
 from . import layers as _layers
 from .layers import *  # noqa: F401,F403 -- the layers, each exported once, in infntk/layers/__init__.py
@@ -24,6 +25,6 @@ from .tiling import kernel_matrix
 
 __version__ = "0.1.0"
 
-__all__ = ["InfntkError", "Kernel", "stax", "predict", "empirical_kernel_fn", "empirical_nngp_fn",
+__all__ = ["InfntkError", "check_finite", "Kernel", "stax", "predict", "empirical_kernel_fn", "empirical_nngp_fn",
            "empirical_ntk_fn", "linearize", "taylor_expand", "kernel_matrix"]
 __all__ += _layers.__all__

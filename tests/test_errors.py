@@ -187,3 +187,23 @@ def test_complex_inputs_and_mismatched_apply_are_refused():
     _, p = conv.init(jax.random.PRNGKey(0), (1, 4, 4, 3))
     with raises(r"Conv\(2, \(2, 2\), padding='VALID'\): its parameters take inputs with 3 channels"):
         conv.apply(p, jnp.ones((1, 4, 4, 2)))
+
+
+def test_non_finite_kernels_from_finite_inputs_name_the_layer():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)))
+    mlp = nk.Dense(3) >> nk.Relu() >> nk.Dense(1)
+    with raises(r"the inputs' covariance x·x'/d is not finite \(nngp, cov1\): the inputs are too "
+                r"large for float64"):
+        mlp.kernel(x * 1e200)
+    with raises(r"too large for float32"):
+        mlp.kernel((x * 1e20).astype(jnp.float32), get="ntk")
+    exp = nk.Dense(3, W_std=3.0) >> nk.Exp(b=50.0) >> nk.Dense(1)
+    with raises(r"layer #1 Exp\(a=1.0, b=50.0\): its output is not finite \(nngp, ntk, cov1 contain "
+                r"NaN or inf\) although its input was"):
+        exp.kernel(x, get=("nngp", "ntk"))
+    # under the caller's jit nothing is known while tracing: check_finite on the result
+    k = jax.jit(exp.kernel, static_argnames="get")(x, get="nngp")
+    with raises(r"kernel: NaN or infinite values in the result"):
+        nk.check_finite(k)
+    good = mlp.kernel(x, get=("nngp", "ntk"))
+    assert nk.check_finite(good) is good and nk.check_finite(mlp.kernel(x)) is not None

@@ -287,7 +287,7 @@ def test_closed_form_refuses_spatial_models():
                                   "infntk.recursion.steps", "infntk.recursion.render",
                                   "infntk.recursion.closed_form", "infntk.recursion.evaluate",
                                   "infntk.recursion.symbolic_ops", "infntk.plan",
-                                  "infntk.layers.sum_pool"])
+                                  "infntk.layers.sum_pool", "infntk.finite"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import InfntkError
 from ..kernel import Kernel
-from .. import blocking, driver
+from .. import blocking, driver, finite
 
 Shape = tuple
 Get = Union[None, str, Sequence[str]]
@@ -179,7 +179,10 @@ class Layer:
         ``get`` is ``'nngp'`` or ``'ntk'`` (returns the array), a tuple of names (returns a
         named tuple with those fields), or ``None`` (returns the full :class:`Kernel` state).
         The whole recursion is compiled once per model, ``get`` and input shapes; it also runs
-        under a caller's ``jax.jit(model.kernel, static_argnames='get')``.
+        under a caller's ``jax.jit(model.kernel, static_argnames='get')``. Called eagerly, a
+        non-finite result from finite inputs raises :class:`InfntkError` naming the first layer
+        whose output overflowed (:mod:`infntk.finite`); under a caller's ``jit`` nothing can be
+        checked while tracing -- use :func:`infntk.check_finite` on the result.
         """
         x1, x2 = self._check_inputs(x1, x2)
         self.output_shape(tuple(x1.shape))            # validates the whole architecture
@@ -187,7 +190,14 @@ class Layer:
             self.output_shape(tuple(x2.shape))
         get_key = get if (get is None or isinstance(get, str)) else tuple(get)
         driver.get_names(get_key)
-        return driver.compiled_kernel(self, get_key, blocking.TARGET_ENTRIES)(x1, x2)
+        out = driver.compiled_kernel(self, get_key, blocking.TARGET_ENTRIES)(x1, x2)
+        if _is_concrete(x1) and (x2 is None or _is_concrete(x2)):
+            try:
+                finite.check_finite(out, self.label)
+            except InfntkError:
+                finite.diagnose(self, x1, x2, get_key)   # names the first non-finite layer
+                raise
+        return out
 
     def _check_inputs(self, x1, x2):
         xs = []
