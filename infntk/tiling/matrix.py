@@ -70,6 +70,10 @@ def _resolve_dtype(dtype, x1, x2):
 
 def _as_inputs(x1, x2, dt):
     x1 = np.asarray(x1)
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is not None and np.iscomplexobj(x):
+            raise InfntkError(f"kernel_matrix: {name} is complex ({np.asarray(x).dtype}); the "
+                              "kernels are defined for real inputs.")
     if x1.ndim < 2 or x1.shape[0] == 0:
         raise InfntkError(f"kernel_matrix: x1 must be (N, features...) with N >= 1, got shape {x1.shape}")
     if x2 is not None:
@@ -77,7 +81,28 @@ def _as_inputs(x1, x2, dt):
         if x2.ndim != x1.ndim or x2.shape[1:] != x1.shape[1:] or x2.shape[0] == 0:
             raise InfntkError(f"kernel_matrix: x2 of shape {x2.shape} does not match x1 of shape {x1.shape}")
         x2 = np.ascontiguousarray(x2, dtype=dt)
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None:
+            continue
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise InfntkError(f"kernel_matrix: {name} contains {bad} NaN or infinite value(s).")
     return np.ascontiguousarray(x1, dtype=dt), x2
+
+
+def _check_tile(model, get, x1, x2, t, blocks) -> None:
+    """Refuse a tile holding a non-finite value before it is written or recorded as finished,
+    naming the first layer that overflowed where the model is an infntk layer."""
+    bad = [n for n, b in blocks.items() if not np.all(np.isfinite(b))]
+    if not bad:
+        return
+    if hasattr(model, "series"):
+        from ..finite import diagnose
+        a = x1[t.r0:t.r1]
+        diagnose(model, a, None if (x2 is None and t.i == t.j) else
+                 (x1 if x2 is None else x2)[t.c0:t.c1], get)
+    raise InfntkError(f"kernel_matrix: tile ({t.i}, {t.j}) (rows {t.r0}:{t.r1}, columns "
+                      f"{t.c0}:{t.c1}) has non-finite {', '.join(bad)} values; it is not recorded.")
 
 
 @contextlib.contextmanager
@@ -205,6 +230,7 @@ def kernel_matrix(
 
     with _progress_bar(progress, len(tiles), len(tiles) - len(todo)) as advance:
         def sink(t, blocks):
+            _check_tile(model, get_arg, x1, x2, t, blocks)
             write(t, blocks)
             advance(t.entries)
 

@@ -114,3 +114,36 @@ def test_infntk_model():
     ref = m.kernel(x, None, get=("nngp", "ntk"))
     assert_close_to_direct(k.nngp, ref.nngp)
     assert_close_to_direct(k.ntk, ref.ntk)
+
+
+def test_non_finite_inputs_and_tiles_are_refused(tmp_path):
+    import infntk as nk
+    x = inputs(12, (3,))
+    m = ArcCosine()
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InfntkError, match=r"kernel_matrix: x1 contains 1 NaN or infinite value"):
+        kernel_matrix(m, bad, tile=4, progress=False)
+    with pytest.raises(InfntkError, match=r"kernel_matrix: x2 contains 1 NaN"):
+        kernel_matrix(m, x, bad, tile=4, progress=False)
+    with pytest.raises(InfntkError, match=r"kernel_matrix: x1 is complex"):
+        kernel_matrix(m, x * (1 + 1j), tile=4, progress=False)
+    # a kernel that overflows: no tile holding inf/NaN is ever recorded as finished, and the error
+    # names the layer (an infntk model) or the tile (any other model)
+    exp = nk.Dense(3, W_std=3.0) >> nk.Exp(b=50.0) >> nk.Dense(1)
+    store = tmp_path / "k.zarr"
+    with pytest.raises(InfntkError, match=r"layer #1 Exp\(a=1.0, b=50.0\): its output is not finite"):
+        kernel_matrix(exp, x, tile=4, store=store, progress=False)
+    from infntk.tiling import store as store_mod
+    assert not list((store / store_mod.RECORDS).glob("*.json"))  # every tile overflows here
+
+    @dataclasses.dataclass(frozen=True)
+    class Overflowing:
+        def kernel(self, x1, x2=None, get="nngp"):
+            k = np.ones((len(x1), len(x1 if x2 is None else x2)))
+            k[0, 0] = np.inf
+            return k
+
+    with pytest.raises(InfntkError, match=r"kernel_matrix: tile \(0, 0\) \(rows 0:4, columns 0:4\) "
+                                          r"has non-finite nngp values; it is not recorded"):
+        kernel_matrix(Overflowing(), x, get="nngp", tile=4, progress=False)
