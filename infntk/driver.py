@@ -86,7 +86,7 @@ def select(k, get):
 @functools.lru_cache(maxsize=256)
 def compiled_kernel(model, get, block_target: int):
     """``jax.jit`` of ``(x1, x2) -> model.kernel(x1, x2, get)``, blocked where it pays."""
-    names = get_names(get)
+    single, names = canonicalize_get(get, GET_NAMES, "kernel")
 
     def fields(k):
         return tuple(getattr(k, n) for n in names)
@@ -110,8 +110,7 @@ def compiled_kernel(model, get, block_target: int):
         out = blocking.blocked_kernel(lambda a, b: fields(kernel_state(model, a, b, get)),
                                       x1, x2, block, swap,
                                       blocking.SharedSelfCovariance(record, inject))
-        single, names_ = canonicalize_get(get, GET_NAMES, "kernel")
-        return package(dict(zip(names, out)), single, names_, "Kernels")
+        return package(dict(zip(names, out)), single, names, "Kernels")
     return jax.jit(run)
 
 

@@ -30,6 +30,30 @@ from . import spatial
 from .base import Layer, check_int_tuple, frozen
 
 
+def validate_window(layer, where: str) -> None:
+    """Check and normalise a pooling layer's ``window_shape``, ``strides`` and ``padding``."""
+    ws = check_int_tuple(layer.window_shape, "window_shape", where)
+    object.__setattr__(layer, "window_shape", ws)
+    st = (1,) * len(ws) if layer.strides is None else check_int_tuple(layer.strides, "strides", where, len(ws))
+    object.__setattr__(layer, "strides", st)
+    object.__setattr__(layer, "padding", spatial.check_padding(layer.padding, where))
+
+
+def window_output_shape(layer, input_shape) -> tuple:
+    """The output shape of a pooling layer's windows on ``input_shape`` (errors name ``layer``)."""
+    d = len(layer.window_shape)
+    if len(input_shape) != d + 2:
+        raise layer.error(f"expects inputs with {d} spatial axes ({d + 2} axes in all), "
+                          f"got shape {tuple(input_shape)}.")
+    out = []
+    for n, w, s in zip(input_shape[1:-1], layer.window_shape, layer.strides):
+        if layer.padding == "VALID" and not spatial.fits(n, w):
+            raise layer.error(f"window {layer.window_shape} is larger than the input's spatial "
+                              f"shape {tuple(input_shape[1:-1])} with VALID padding.")
+        out.append(spatial.output_size(n, w, s, layer.padding))
+    return (input_shape[0], *out, input_shape[-1])
+
+
 @frozen
 class AvgPool(Layer):
     """Average pooling over ``window_shape`` (see the module docstring).
@@ -46,29 +70,14 @@ class AvgPool(Layer):
     normalize_edges: bool = False
 
     def __post_init__(self):
-        where = f"AvgPool({self.window_shape!r})"
-        ws = check_int_tuple(self.window_shape, "window_shape", where)
-        object.__setattr__(self, "window_shape", ws)
-        st = (1,) * len(ws) if self.strides is None else check_int_tuple(self.strides, "strides", where, len(ws))
-        object.__setattr__(self, "strides", st)
-        object.__setattr__(self, "padding", spatial.check_padding(self.padding, where))
+        validate_window(self, f"AvgPool({self.window_shape!r})")
 
     @property
     def label(self) -> str:
         return f"AvgPool({self.window_shape}, strides={self.strides}, padding={self.padding!r})"
 
     def output_shape(self, input_shape):
-        d = len(self.window_shape)
-        if len(input_shape) != d + 2:
-            raise self.error(f"expects inputs with {d} spatial axes ({d + 2} axes in all), "
-                             f"got shape {tuple(input_shape)}.")
-        out = []
-        for n, w, s in zip(input_shape[1:-1], self.window_shape, self.strides):
-            if self.padding == "VALID" and not spatial.fits(n, w):
-                raise self.error(f"window {self.window_shape} is larger than the input's spatial "
-                                 f"shape {tuple(input_shape[1:-1])} with VALID padding.")
-            out.append(spatial.output_size(n, w, s, self.padding))
-        return (input_shape[0], *out, input_shape[-1])
+        return window_output_shape(self, input_shape)
 
     def needs_full(self, out_full: bool) -> bool:
         return True

@@ -27,11 +27,10 @@ from typing import Optional, Sequence
 
 import jax.numpy as jnp
 
-from ..errors import InfntkError
 from ..kernel import Kernel
 from . import spatial
 from .base import Layer, frozen
-from .pooling import AvgPool, GlobalAvgPool
+from .pooling import AvgPool, GlobalAvgPool, validate_window, window_output_shape
 
 
 def _scaled(k: Kernel, c) -> Kernel:
@@ -53,9 +52,7 @@ class SumPool(Layer):
     padding: str = "VALID"
 
     def __post_init__(self):
-        avg = AvgPool(self.window_shape, self.strides, self.padding)
-        for name in ("window_shape", "strides", "padding"):
-            object.__setattr__(self, name, getattr(avg, name))
+        validate_window(self, f"SumPool({self.window_shape!r})")
 
     @property
     def label(self) -> str:
@@ -65,10 +62,7 @@ class SumPool(Layer):
         return AvgPool(self.window_shape, self.strides, self.padding)
 
     def output_shape(self, input_shape):
-        try:
-            return self._average().output_shape(input_shape)
-        except InfntkError as e:  # the same checks, named for this layer
-            raise self.error(str(e).split(": ", 1)[-1]) from None
+        return window_output_shape(self, input_shape)
 
     def needs_full(self, out_full: bool) -> bool:
         return True

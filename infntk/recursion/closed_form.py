@@ -84,9 +84,7 @@ def _substitute(step, expr, env, role, params):
 
 
 def _close_operators(step, expr):
-    ops = [e for e in sp.preorder_traversal(expr) if getattr(e.func, "role", "")]
-    if not ops:
-        return expr
+    """Every named operator in ``expr`` replaced by its sympy definition (innermost first)."""
     return expr.replace(lambda e: bool(getattr(getattr(e, "func", None), "role", "")),
                         lambda e: _closed_operator(step, e))
 

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from infntk.errors import InfntkError
+from infntk.layers.base import Layer
 from infntk.results import canonicalize_get, package
 from infntk.tiling import store as store_mod
 from infntk.tiling.gram import StoredGram
@@ -96,11 +97,10 @@ def _check_tile(model, get, x1, x2, t, blocks) -> None:
     bad = [n for n, b in blocks.items() if not np.all(np.isfinite(b))]
     if not bad:
         return
-    if hasattr(model, "series"):
+    if isinstance(model, Layer):
         from ..finite import diagnose
-        a = x1[t.r0:t.r1]
-        diagnose(model, a, None if (x2 is None and t.i == t.j) else
-                 (x1 if x2 is None else x2)[t.c0:t.c1], get)
+        cols = None if (x2 is None and t.i == t.j) else (x1 if x2 is None else x2)[t.c0:t.c1]
+        diagnose(model, x1[t.r0:t.r1], cols, get)
     raise InfntkError(f"kernel_matrix: tile ({t.i}, {t.j}) (rows {t.r0}:{t.r1}, columns "
                       f"{t.c0}:{t.c1}) has non-finite {', '.join(bad)} values; it is not recorded.")
 
